@@ -1,0 +1,123 @@
+"""Causal multi-head attention and its key/value cache (notebooks 04 and 07)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
+
+
+class LayerKVCache:
+    """Keys and values of one attention layer, stored in buffers allocated once."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys = keys  # (B, H, max_len, head_dim)
+        self.values = values  # (B, H, max_len, head_dim)
+        self.length = 0  # positions filled so far
+
+    @property
+    def capacity(self) -> int:
+        """How many positions the buffers can hold."""
+        return self.keys.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write new keys/values (B, H, T, head_dim) after the stored ones; return all of them."""
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(
+                f"KV cache is full: it holds {self.capacity} positions, {self.length} are used and "
+                f"{k.shape[2]} more were given; reset() it or make a larger cache"
+            )
+        if k.shape[0] != self.keys.shape[0]:
+            raise ValueError(
+                f"KV cache was made for batch size {self.keys.shape[0]}, got {k.shape[0]}; make a cache per batch size"
+            )
+        # copy into the preallocated buffers: no new memory per generated token
+        self.keys[:, :, self.length : end] = k
+        self.values[:, :, self.length : end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """One LayerKVCache per Transformer block, for a given batch size and length."""
+
+    def __init__(self, n_layers, batch_size, n_heads, head_dim, max_len, *, dtype=torch.float32, device=None):
+        shape = (batch_size, n_heads, max_len, head_dim)
+        self.layers = [
+            LayerKVCache(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
+            for _ in range(n_layers)
+        ]
+
+    @classmethod
+    def for_model(cls, model: nn.Module, batch_size: int, max_len: int | None = None) -> KVCache:
+        """Make an empty cache that fits `model` (a GPTModel)."""
+        cfg = model.cfg
+        max_len = cfg.context_length if max_len is None else max_len
+        if not 1 <= max_len <= cfg.context_length:
+            raise ValueError(f"max_len must be in [1, context_length={cfg.context_length}], got {max_len}")
+        param = model.tok_emb.weight
+        return cls(cfg.n_layers, batch_size, cfg.n_heads, cfg.head_dim, max_len, dtype=param.dtype, device=param.device)
+
+    @property
+    def length(self) -> int:
+        """Number of positions already cached."""
+        return self.layers[0].length
+
+    @property
+    def capacity(self) -> int:
+        """Number of positions the cache can hold."""
+        return self.layers[0].capacity
+
+    def reset(self) -> None:
+        """Forget all cached positions (the buffers are kept and reused)."""
+        for layer in self.layers:
+            layer.length = 0
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with separate query, key and value projections."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = context_length
+        self.dropout = dropout
+        # three distinct matrices: W_q, W_k and W_v are not shared
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)  # mixes the heads back together
+
+    def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
+        b, t, _ = x.shape  # (B, T, d_in)
+        # (B, T, d_out) -> (B, T, H, head_dim) -> (B, H, T, head_dim)
+        q = self.W_query(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.W_key(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.W_value(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+        past = 0
+        if kv_cache is not None:  # generation: reuse the keys/values of earlier positions
+            past = kv_cache.length
+            k, v = kv_cache.append(k, v)  # (B, H, past + T, head_dim)
+
+        dropout_p = self.dropout if self.training else 0.0
+        if past == 0:
+            # softmax(q k^T / sqrt(head_dim) + causal mask) v, in one fused kernel
+            ctx = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        elif t == 1:
+            # a single new query comes last, so it may see every cached position
+            ctx = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            # query i sits at position past + i and sees positions 0 .. past + i
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+        ctx = ctx.transpose(1, 2).reshape(b, t, self.d_out)  # (B, H, T, hd) -> (B, T, d_out)
+        return self.out_proj(ctx)

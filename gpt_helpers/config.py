@@ -1,0 +1,77 @@
+"""Model configuration: one frozen dataclass and the four GPT-2 presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["GPTConfig", "GPT2_PRESETS", "PRESET_ALIASES"]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of a GPT-2 style model, validated on creation."""
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.1
+    qkv_bias: bool = False
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            # bool is a subclass of int, but True is never a meaningful size.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"GPTConfig.{name} must be an int, got {type(value).__name__} ({value!r})")
+            if value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be positive, got {value}")
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(
+                f"GPTConfig.emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}) "
+                f"so every head gets emb_dim // n_heads features; pick n_heads among the divisors of {self.emb_dim}"
+            )
+        if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)):
+            raise TypeError(f"GPTConfig.drop_rate must be a float, got {type(self.drop_rate).__name__}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"GPTConfig.drop_rate must be in [0, 1), got {self.drop_rate}")
+        for name in ("qkv_bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def head_dim(self) -> int:
+        """Features per attention head."""
+        return self.emb_dim // self.n_heads
+
+    def with_(self, **changes) -> GPTConfig:
+        """Return a copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> GPTConfig:
+        """Build one of the GPT-2 sizes ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" or "124M", ...)."""
+        key = PRESET_ALIASES.get(name, name)
+        if key not in GPT2_PRESETS:
+            known = ", ".join(sorted(set(GPT2_PRESETS) | set(PRESET_ALIASES)))
+            raise ValueError(f"unknown GPT-2 preset {name!r}; choose one of: {known}")
+        return replace(GPT2_PRESETS[key], **overrides)
+
+
+# Sizes from the GPT-2 paper's released models (the note's "1.24亿、3.45亿、7.62亿和15.42亿").
+GPT2_PRESETS: dict[str, GPTConfig] = {
+    "gpt2": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),
+    "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),
+    "gpt2-large": GPTConfig(emb_dim=1280, n_layers=36, n_heads=20),
+    "gpt2-xl": GPTConfig(emb_dim=1600, n_layers=48, n_heads=25),
+}
+
+PRESET_ALIASES: dict[str, str] = {
+    "124M": "gpt2",
+    "355M": "gpt2-medium",
+    "774M": "gpt2-large",
+    "1558M": "gpt2-xl",
+    "gpt2-small": "gpt2",
+}

@@ -1,0 +1,154 @@
+"""Turning logits into text: greedy decoding (notebook 06), KV cache and sampling (notebook 07)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .attention import KVCache
+
+__all__ = ["generate_text_simple", "apply_temperature", "top_k_filter", "top_p_filter", "generate", "stream_generate"]
+
+
+def _check_generation_args(idx, max_new_tokens, context_size) -> None:
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise ValueError(f"idx must be a 2-D tensor of token ids (batch, seq_len), got {shape}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1:
+        raise ValueError(f"context_size must be an int >= 1, got {context_size!r}")
+
+
+def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int) -> torch.Tensor:
+    """Greedy decoding: append the most likely next token max_new_tokens times."""
+    _check_generation_args(idx, max_new_tokens, context_size)
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]  # crop: the model only knows context_size positions
+        with torch.no_grad():
+            logits = model(idx_cond)  # (B, T, vocab_size)
+        logits = logits[:, -1, :]  # only the last position predicts the next token: (B, vocab_size)
+        probas = torch.softmax(logits, dim=-1)  # monotonic, so argmax is unchanged; shown for clarity
+        idx_next = torch.argmax(probas, dim=-1, keepdim=True)  # (B, 1)
+        idx = torch.cat((idx, idx_next), dim=1)  # (B, T + 1)
+    return idx
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide logits by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to rescale logits (use 0 in generate() for greedy), got {temperature}")
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Keep the top_k largest logits of each row; set the rest to -inf."""
+    top_k = min(top_k, logits.shape[-1])
+    kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities sum to at least top_p."""
+    sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=False)  # ascending: (B, V)
+    cum_probs = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    # drop the unlikely tail whose total mass is at most 1 - top_p; the most likely token always stays
+    remove_sorted = cum_probs <= (1 - top_p)
+    remove_sorted[..., -1:] = False
+    remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)  # back to vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def _check_sampling_args(temperature, top_k, top_p) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def _next_token(logits: torch.Tensor, temperature, top_k, top_p, generator) -> torch.Tensor:
+    """Pick one token per row from last-position logits (B, V); returns (B, 1)."""
+    if temperature == 0:
+        return torch.argmax(logits, dim=-1, keepdim=True)
+    logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None and top_p < 1:
+        logits = top_p_filter(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+def stream_generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    context_size: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[torch.Tensor]:
+    """Yield the next token ids (B, 1) one step at a time; see generate() for the arguments."""
+    context_size = model.cfg.context_length if context_size is None else context_size
+    _check_generation_args(idx, max_new_tokens, context_size)
+    _check_sampling_args(temperature, top_k, top_p)
+    if context_size > model.cfg.context_length:
+        raise ValueError(f"context_size ({context_size}) exceeds the model's context_length ({model.cfg.context_length})")
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both")
+    if seed is not None:
+        generator = torch.Generator(device=idx.device).manual_seed(seed)
+
+    batch_size, prompt_len = idx.shape
+    # all tokens so far, allocated once; only the last context_size of them are fed to the model
+    tokens = torch.empty(batch_size, prompt_len + max_new_tokens, dtype=torch.long, device=idx.device)
+    tokens[:, :prompt_len] = idx
+    length = prompt_len
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=idx.device)
+    cache = KVCache.for_model(model, batch_size, max_len=context_size) if use_cache else None
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for step in range(max_new_tokens):
+                if cache is not None and step > 0 and cache.length < context_size:
+                    # the cache holds every earlier position: feed only the newest token
+                    logits = model(tokens[:, length - 1 : length], cache=cache)
+                else:
+                    # first step, no cache, or the window is full: positions shift, so recompute
+                    # on the last context_size tokens exactly like generate_text_simple
+                    if cache is not None:
+                        cache.reset()
+                    logits = model(tokens[:, max(0, length - context_size) : length], cache=cache)
+                next_id = _next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+                if eos_id is not None:
+                    next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)  # finished rows repeat eos
+                    finished |= next_id.squeeze(1) == eos_id
+                tokens[:, length] = next_id.squeeze(1)
+                length += 1
+                yield next_id.clone()
+                if eos_id is not None and bool(finished.all()):
+                    return
+    finally:
+        model.train(was_training)
+
+
+def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+    """Generate up to max_new_tokens after idx (B, T); return (B, T + new) token ids.
+
+    Keyword arguments: temperature (0 = greedy), top_k, top_p, eos_id (stop once every row
+    has produced it), generator or seed (reproducible sampling), context_size (defaults to the
+    model's context_length) and use_cache (KV cache on by default).
+    """
+    new = list(stream_generate(model, idx, max_new_tokens, **kwargs))
+    return torch.cat([idx, *new], dim=1) if new else idx.clone()

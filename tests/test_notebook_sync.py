@@ -1,0 +1,63 @@
+"""The code each notebook teaches is the code gpt_helpers exports (one source of truth)."""
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+
+from notebook_sync import ROOT, TaughtDef, drift, taught_definitions
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+TAUGHT = [t for nb in NOTEBOOKS for t in taught_definitions(nb)]
+
+# What each notebook must teach in a synced cell (a notebook may teach more).
+EXPECTED = {
+    "01_layer_norm.ipynb": {"LayerNorm"},
+    "02_gelu_feed_forward.ipynb": {"GELU", "FeedForward"},
+    "03_shortcut_connections.ipynb": {"ExampleDeepNeuralNetwork", "layer_gradient_means"},
+    "04_transformer_block.ipynb": {"MultiHeadAttention", "TransformerBlock"},
+    "05_gpt_model.ipynb": {"GPTModel", "count_parameters", "parameter_breakdown"},
+    "06_decoding.ipynb": {"generate_text_simple", "text_to_token_ids", "token_ids_to_text"},
+    "07_kv_cache_and_sampling.ipynb": {"LayerKVCache", "KVCache", "top_k_filter", "top_p_filter"},
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(EXPECTED))
+def test_notebook_teaches_expected_code(notebook):
+    """Each notebook carries a synced cell for what it teaches."""
+    path = ROOT / "notebooks" / notebook
+    assert path.is_file(), f"{notebook} is missing"
+    names = {t.name for t in taught_definitions(path)}
+    assert EXPECTED[notebook] <= names, f"{notebook} does not teach {sorted(EXPECTED[notebook] - names)} in a synced cell"
+
+
+@pytest.mark.parametrize("taught", TAUGHT, ids=[f"{t.notebook}:{t.name}" for t in TAUGHT])
+def test_taught_code_matches_package(taught):
+    """The notebook's definition and the package's are the same syntax tree."""
+    problem = drift(taught)
+    assert problem is None, problem
+
+
+def test_each_definition_taught_once():
+    """A class is taught in one notebook only; later notebooks import it."""
+    seen = {}
+    for t in TAUGHT:
+        key = (t.module, t.name)
+        assert key not in seen, f"{t.name} is taught in both {seen[key]} and {t.notebook}"
+        seen[key] = t.notebook
+
+
+def test_drift_is_detected():
+    """Changing one line of a taught definition makes the check fail (guards the guard)."""
+    assert TAUGHT, "no synced cells found"
+    original = TAUGHT[0]
+    changed = copy.deepcopy(original.node)
+    # replace the body's last statement with `pass`: a one-line change
+    target = changed.body[-1] if isinstance(changed, ast.FunctionDef) else changed.body[-1].body
+    if isinstance(target, list):
+        target[-1] = ast.Pass()
+    else:
+        changed.body[-1] = ast.Pass()
+    assert drift(TaughtDef(original.notebook, original.module, original.name, changed)) is not None
+    assert Path(ROOT / original.module).is_file()

@@ -55,6 +55,7 @@ class GPTModel(nn.Module):
             self.out_head.weight = self.tok_emb.weight
 
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        # cache: a KV cache for fast generation (notebook 07); None means the plain forward pass
         check_token_ids(in_idx, self.cfg.vocab_size)
         batch_size, seq_len = in_idx.shape  # (B, T)
         start = 0 if cache is None else cache.length  # position of the first new token

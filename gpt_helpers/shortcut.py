@@ -15,7 +15,8 @@ class ExampleDeepNeuralNetwork(nn.Module):
         super().__init__()
         self.use_shortcut = use_shortcut
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(n_in, n_out), GELU()) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])
+            nn.Sequential(nn.Linear(n_in, n_out), GELU())
+            for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])  # noqa: B905 (equal lengths by construction)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,78 @@
+"""GPTConfig: presets and validation."""
+
+import dataclasses
+
+import pytest
+
+from gpt_helpers import GPT2_PRESETS, GPTConfig
+
+
+def test_defaults_are_gpt2_small():
+    cfg = GPTConfig()
+    assert (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_heads, cfg.n_layers) == (50257, 1024, 768, 12, 12)
+    assert cfg.qkv_bias is False and cfg.tie_weights is False and cfg.head_dim == 64
+
+
+@pytest.mark.parametrize(
+    ("name", "alias", "emb_dim", "n_layers", "n_heads"),
+    [
+        ("gpt2", "124M", 768, 12, 12),
+        ("gpt2-medium", "355M", 1024, 24, 16),
+        ("gpt2-large", "774M", 1280, 36, 20),
+        ("gpt2-xl", "1558M", 1600, 48, 25),
+    ],
+)
+def test_presets(name, alias, emb_dim, n_layers, n_heads):
+    cfg = GPTConfig.from_preset(name)
+    assert cfg == GPTConfig.from_preset(alias) == GPT2_PRESETS[name]
+    assert (cfg.emb_dim, cfg.n_layers, cfg.n_heads) == (emb_dim, n_layers, n_heads)
+    assert GPTConfig.from_preset(name, qkv_bias=True).qkv_bias
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GPTConfig().emb_dim = 10
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown GPT-2 preset 'gpt3'"):
+        GPTConfig.from_preset("gpt3")
+
+
+def test_emb_dim_not_divisible_by_heads():
+    with pytest.raises(ValueError, match=r"emb_dim \(770\) must be divisible by n_heads \(12\)"):
+        GPTConfig(emb_dim=770)
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_sizes(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be positive"):
+        GPTConfig(**{field: value})
+
+
+@pytest.mark.parametrize("value", [1.5, "12", True, None])
+def test_sizes_must_be_int(value):
+    with pytest.raises(TypeError, match="n_layers must be an int"):
+        GPTConfig(n_layers=value)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 2])
+def test_drop_rate_range(rate):
+    with pytest.raises(ValueError, match=r"drop_rate must be in \[0, 1\)"):
+        GPTConfig(drop_rate=rate)
+
+
+def test_drop_rate_type_and_flags():
+    with pytest.raises(TypeError, match="drop_rate must be a float"):
+        GPTConfig(drop_rate="0.1")
+    with pytest.raises(TypeError, match="qkv_bias must be True or False"):
+        GPTConfig(qkv_bias=1)
+    with pytest.raises(TypeError, match="tie_weights must be True or False"):
+        GPTConfig(tie_weights="yes")
+
+
+def test_with_revalidates():
+    assert GPTConfig().with_(drop_rate=0.0).drop_rate == 0.0
+    with pytest.raises(ValueError):
+        GPTConfig().with_(n_heads=7)

@@ -1,0 +1,238 @@
+"""Greedy decoding, the KV cache and sampling."""
+
+import pytest
+import torch
+from helpers import TINY, tiny_model
+
+from gpt_helpers import (
+    KVCache,
+    apply_temperature,
+    generate,
+    generate_text_simple,
+    stream_generate,
+    top_k_filter,
+    top_p_filter,
+)
+
+V, CTX = TINY.vocab_size, TINY.context_length
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def test_generate_text_simple_appends(model):
+    idx = torch.tensor([[1, 2, 3]])
+    out = generate_text_simple(model, idx, max_new_tokens=5, context_size=CTX)
+    assert out.shape == (1, 8) and torch.equal(out[:, :3], idx)
+    # each new token is the argmax of the model's last-position logits
+    for t in range(3, 8):
+        with torch.no_grad():
+            assert out[0, t] == model(out[:, :t])[0, -1].argmax()
+
+
+def test_generate_text_simple_crops_context(model):
+    idx = torch.randint(0, V, (2, CTX))
+    out = generate_text_simple(model, idx, max_new_tokens=10, context_size=CTX)  # would fail without cropping
+    assert out.shape == (2, CTX + 10)
+    with torch.no_grad():
+        assert out[1, -1] == model(out[1:, -CTX - 1 : -1])[0, -1].argmax()
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"max_new_tokens": -1}, "max_new_tokens must be an int >= 0"),
+        ({"context_size": 0}, "context_size must be an int >= 1"),
+        ({"idx": torch.tensor([1, 2])}, "idx must be a 2-D tensor"),
+    ],
+)
+def test_generate_text_simple_bad_args(model, bad, match):
+    args = {"idx": torch.tensor([[1]]), "max_new_tokens": 2, "context_size": CTX} | bad
+    with pytest.raises(ValueError, match=match):
+        generate_text_simple(model, **args)
+
+
+# ---- KV cache ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("batch", "prompt_len", "new"),
+    [(1, 1, 10), (3, 4, 8), (2, CTX - 1, 6), (2, CTX, 5), (1, 3, 3 * CTX)],  # the last ones cross the context
+)
+def test_cached_greedy_equals_uncached(model, batch, prompt_len, new):
+    idx = torch.randint(0, V, (batch, prompt_len))
+    expected = generate_text_simple(model, idx, new, context_size=CTX)
+    assert torch.equal(generate(model, idx, new, use_cache=True), expected)
+    assert torch.equal(generate(model, idx, new, use_cache=False), expected)
+
+
+def test_cached_greedy_with_smaller_context_size(model):
+    idx = torch.randint(0, V, (2, 3))
+    expected = generate_text_simple(model, idx, 20, context_size=6)
+    assert torch.equal(generate(model, idx, 20, context_size=6), expected)
+
+
+def test_cached_logits_match_full_forward_every_step(model):
+    ids = torch.randint(0, V, (2, CTX))
+    cache = KVCache.for_model(model, batch_size=2)
+    with torch.no_grad():
+        full = model(ids)
+        prefill = model(ids[:, :5], cache=cache)  # 5 positions at once
+        torch.testing.assert_close(prefill, full[:, :5], atol=1e-5, rtol=1e-5)
+        for t in range(5, CTX):  # then one position per step
+            step = model(ids[:, t : t + 1], cache=cache)
+            torch.testing.assert_close(step[:, 0], full[:, t], atol=1e-5, rtol=1e-5)
+        assert cache.length == CTX
+
+
+def test_cache_chunked_prefill_uses_offset_mask(model):
+    ids = torch.randint(0, V, (1, 12))
+    cache = KVCache.for_model(model, batch_size=1)
+    with torch.no_grad():
+        full = model(ids)
+        model(ids[:, :4], cache=cache)
+        chunk = model(ids[:, 4:9], cache=cache)  # several new queries after cached ones
+    torch.testing.assert_close(chunk, full[:, 4:9], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_overflow_and_batch_errors(model):
+    cache = KVCache.for_model(model, batch_size=1, max_len=4)
+    with torch.no_grad():
+        model(torch.zeros(1, 4, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="KV cache is full"):
+            model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+        cache.reset()
+        assert cache.length == 0
+        with pytest.raises(ValueError, match="made for batch size 1, got 2"):
+            model(torch.zeros(2, 1, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="max_len must be in"):
+        KVCache.for_model(model, batch_size=1, max_len=CTX + 1)
+
+
+def test_cache_position_past_context_is_rejected(model):
+    cache = KVCache.for_model(model, batch_size=1)
+    with torch.no_grad():
+        model(torch.zeros(1, CTX - 2, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="longer than context_length"):
+            model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+
+
+def test_cache_buffers_are_not_reallocated(model):
+    cache = KVCache.for_model(model, batch_size=1)
+    ptr = cache.layers[0].keys.data_ptr()
+    with torch.no_grad():
+        for t in range(6):
+            model(torch.tensor([[t]]), cache=cache)
+    assert cache.layers[0].keys.data_ptr() == ptr and cache.length == 6
+
+
+def test_each_call_starts_a_fresh_cache(model):
+    idx = torch.randint(0, V, (1, 3))
+    first = generate(model, idx, 12)
+    assert torch.equal(generate(model, idx, 12), first)
+    other = generate(model, torch.randint(0, V, (1, 5)), 4)  # different prompt in between
+    assert other.shape == (1, 9)
+    assert torch.equal(generate(model, idx, 12), first)
+
+
+def test_generate_restores_training_mode():
+    model = tiny_model().train()
+    generate(model, torch.tensor([[1]]), 2)
+    assert model.training
+
+
+# ---- sampling ---------------------------------------------------------------------------
+
+
+def test_temperature_zero_is_greedy(model):
+    idx = torch.randint(0, V, (2, 3))
+    assert torch.equal(generate(model, idx, 6, temperature=0), generate_text_simple(model, idx, 6, CTX))
+
+
+def test_apply_temperature():
+    logits = torch.tensor([[1.0, 2.0, 4.0]])
+    torch.testing.assert_close(apply_temperature(logits, 2.0), logits / 2)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        apply_temperature(logits, 0.0)
+
+
+def test_top_k_filter_keeps_k():
+    logits = torch.tensor([[0.1, 3.0, 2.0, -1.0, 2.5]])
+    out = top_k_filter(logits, 2)
+    assert torch.isfinite(out).sum() == 2 and torch.isfinite(out[0, [1, 4]]).all()
+    assert torch.equal(top_k_filter(logits, 99), logits)
+
+
+def test_top_p_filter_keeps_smallest_set():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    kept = lambda p: torch.isfinite(top_p_filter(logits, p))[0].tolist()  # noqa: E731
+    assert kept(0.5) == [True, False, False, False]
+    assert kept(0.79) == [True, True, False, False]
+    assert kept(0.9) == [True, True, True, False]
+    assert kept(1.0) == [True, True, True, True]
+    assert kept(0.01) == [True, False, False, False]  # the most likely token always stays
+
+
+def test_seed_reproducible_and_different(model):
+    idx = torch.randint(0, V, (2, 3))
+    a = generate(model, idx, 20, temperature=1.0, seed=1)
+    assert torch.equal(a, generate(model, idx, 20, temperature=1.0, seed=1))
+    assert not torch.equal(a, generate(model, idx, 20, temperature=1.0, seed=2))
+    gen = torch.Generator().manual_seed(1)
+    assert torch.equal(a, generate(model, idx, 20, temperature=1.0, generator=gen))
+
+
+def test_sampling_cached_equals_uncached(model):
+    idx = torch.randint(0, V, (2, 3))
+    kw = {"temperature": 0.9, "top_k": 10, "top_p": 0.9, "seed": 5}
+    assert torch.equal(generate(model, idx, 3 * CTX, **kw), generate(model, idx, 3 * CTX, use_cache=False, **kw))
+
+
+def test_top_k_one_is_greedy(model):
+    idx = torch.randint(0, V, (1, 3))
+    assert torch.equal(generate(model, idx, 8, temperature=2.0, top_k=1, seed=0), generate(model, idx, 8))
+
+
+def test_eos_stops_generation(model):
+    idx = torch.randint(0, V, (1, 3))
+    greedy = generate(model, idx, 10)
+    eos = int(greedy[0, 5])  # the third generated token: pretend it is end-of-text
+    out = generate(model, idx, 10, eos_id=eos)
+    first = (greedy[0, 3:] == eos).nonzero()[0].item() + 3
+    assert torch.equal(out, greedy[:, : first + 1])
+
+
+def test_eos_pads_finished_rows(model):
+    idx = torch.randint(0, V, (2, 3))
+    greedy = generate(model, idx, 8)
+    eos = int(greedy[0, 4])
+    out = generate(model, idx, 8, eos_id=eos)
+    row0 = out[0, 3:].tolist()
+    first = row0.index(eos)
+    assert all(t == eos for t in row0[first:])
+
+
+def test_stream_yields_tokens_one_by_one(model):
+    idx = torch.randint(0, V, (1, 2))
+    steps = list(stream_generate(model, idx, 7))
+    assert len(steps) == 7 and all(s.shape == (1, 1) for s in steps)
+    assert torch.equal(torch.cat([idx, *steps], dim=1), generate(model, idx, 7))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": -0.5}, "temperature must be a number >= 0"),
+        ({"top_k": 0}, "top_k must be an int >= 1"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        ({"context_size": CTX + 1}, "exceeds the model's context_length"),
+        ({"seed": 1, "generator": torch.Generator()}, "either generator or seed"),
+    ],
+)
+def test_bad_sampling_args(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(model, torch.tensor([[1]]), 2, **kwargs)

@@ -1,0 +1,191 @@
+"""Building blocks and GPTModel: numerics, shapes, parameter counts, bad input."""
+
+import math
+
+import pytest
+import torch
+from helpers import TINY, tiny_model
+
+from gpt_helpers import (
+    GELU,
+    FeedForward,
+    GPTConfig,
+    GPTModel,
+    LayerNorm,
+    MultiHeadAttention,
+    TransformerBlock,
+    count_parameters,
+    model_size_mb,
+    parameter_breakdown,
+)
+
+
+def test_layer_norm_matches_torch():
+    x = torch.randn(2, 5, 16) * 3 + 1
+    ours, ref = LayerNorm(16), torch.nn.LayerNorm(16)
+    with torch.no_grad():
+        ours.scale.copy_(torch.randn(16))
+        ours.shift.copy_(torch.randn(16))
+        ref.weight.copy_(ours.scale)
+        ref.bias.copy_(ours.shift)
+    torch.testing.assert_close(ours(x), ref(x))
+    out = LayerNorm(16)(x)
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
+
+
+def test_gelu_matches_torch_tanh():
+    x = torch.linspace(-8, 8, 2001)
+    torch.testing.assert_close(GELU()(x), torch.nn.functional.gelu(x, approximate="tanh"))
+    # and stays within 1e-3 of the exact x * Phi(x)
+    assert (GELU()(x) - torch.nn.functional.gelu(x)).abs().max() < 1e-3
+
+
+def test_feed_forward_shape_and_params():
+    cfg = GPTConfig()
+    ff = FeedForward(cfg)
+    assert ff(torch.randn(2, 3, 768)).shape == (2, 3, 768)
+    assert count_parameters(ff) == 4_722_432 == 2 * 4 * 768**2 + 4 * 768 + 768
+
+
+def test_attention_matches_explicit_masked_softmax():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d_in=12, d_out=12, context_length=8, dropout=0.0, num_heads=3, qkv_bias=True).eval()
+    x = torch.randn(2, 6, 12)
+    b, t, _ = x.shape
+
+    def heads(y):
+        return y.view(b, t, 3, 4).transpose(1, 2)
+
+    q, k, v = heads(mha.W_query(x)), heads(mha.W_key(x)), heads(mha.W_value(x))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(4)
+    scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1), float("-inf"))
+    ctx = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, 12)
+    torch.testing.assert_close(mha(x), mha.out_proj(ctx))
+
+
+def test_attention_is_causal():
+    model = tiny_model()
+    a = torch.randint(0, TINY.vocab_size, (1, 10))
+    b = a.clone()
+    b[0, 7:] = (b[0, 7:] + 1) % TINY.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(model(a)[:, :7], model(b)[:, :7])
+        assert not torch.allclose(model(a)[:, 7:], model(b)[:, 7:])
+
+
+def test_qkv_are_distinct_matrices():
+    mha = MultiHeadAttention(8, 8, 4, 0.0, 2)
+    assert len({id(mha.W_query.weight), id(mha.W_key.weight), id(mha.W_value.weight)}) == 3
+    assert not torch.equal(mha.W_query.weight, mha.W_key.weight)
+
+
+def test_block_keeps_shape_and_counts():
+    cfg = GPTConfig()
+    block = TransformerBlock(cfg)
+    assert block(torch.randn(2, 4, 768)).shape == (2, 4, 768)
+    assert count_parameters(block.att) == 2_360_064
+    assert count_parameters(block.ff) == 4_722_432
+
+
+def test_model_output_shape():
+    model = tiny_model()
+    assert model(torch.randint(0, TINY.vocab_size, (3, 7))).shape == (3, 7, TINY.vocab_size)
+
+
+def test_blocks_do_not_share_weights():
+    model = tiny_model(TINY.with_(n_layers=3))
+    w = [blk.att.W_query.weight for blk in model.trf_blocks]
+    assert len({id(p) for p in w}) == 3 and not torch.equal(w[0], w[1])
+
+
+def test_position_embeddings_are_learned():
+    model = tiny_model()
+    assert model.pos_emb.weight.requires_grad
+    assert any(p is model.pos_emb.weight for p in model.parameters())
+
+
+def test_weight_tying_is_one_parameter():
+    model = tiny_model(TINY.with_(tie_weights=True))
+    assert model.out_head.weight is model.tok_emb.weight
+    untied = count_parameters(tiny_model())
+    assert count_parameters(model) == untied - TINY.vocab_size * TINY.emb_dim
+    # a gradient step on the head moves the embedding too, because they are the same tensor
+    ids = torch.randint(0, TINY.vocab_size, (2, 5))
+    model(ids).sum().backward()
+    assert model.tok_emb.weight.grad is model.out_head.weight.grad
+
+
+REFERENCE = {
+    # preset: (total, tied, MB float32 of the total)
+    "gpt2": (163_009_536, 124_412_160, 621.83),
+    "gpt2-medium": (406_212_608, 354_749_440, 1549.58),
+    "gpt2-large": (838_220_800, 773_891_840, 3197.56),
+    "gpt2-xl": (1_637_792_000, 1_557_380_800, 6247.68),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_parameter_counts_on_meta(name):
+    total, tied, mb = REFERENCE[name]
+    parts = parameter_breakdown(GPTConfig.from_preset(name))
+    assert parts["total"] == total
+    assert parameter_breakdown(GPTConfig.from_preset(name, tie_weights=True))["total"] == tied
+    assert round(model_size_mb(total), 2) == mb
+    assert parts["output_head"] == parts["token_embedding"]
+
+
+def test_124m_materialised_matches_meta_count():
+    model = GPTModel(GPTConfig())
+    assert count_parameters(model) == 163_009_536
+    assert count_parameters(GPTModel(GPTConfig(tie_weights=True))) == 124_412_160
+
+
+def test_constructible_on_meta():
+    with torch.device("meta"):
+        model = GPTModel(GPTConfig.from_preset("gpt2-xl"))
+    assert model.tok_emb.weight.is_meta
+    out = model(torch.zeros(1, 4, dtype=torch.long, device="meta"))
+    assert out.shape == (1, 4, 50257)
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+
+def test_model_rejects_non_config():
+    with pytest.raises(TypeError, match="GPTModel expects a GPTConfig"):
+        GPTModel({"emb_dim": 8})
+
+
+def test_float_ids():
+    with pytest.raises(TypeError, match="must be an integer tensor"):
+        tiny_model()(torch.zeros(1, 3))
+
+
+def test_list_ids():
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        tiny_model()([[1, 2, 3]])
+
+
+@pytest.mark.parametrize("shape", [(3,), (1, 2, 3)])
+def test_ids_not_2d(shape):
+    with pytest.raises(ValueError, match=r"must be 2-D with shape \(batch, seq_len\)"):
+        tiny_model()(torch.zeros(shape, dtype=torch.long))
+
+
+def test_empty_ids():
+    with pytest.raises(ValueError, match="empty"):
+        tiny_model()(torch.zeros(1, 0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [-1, TINY.vocab_size, TINY.vocab_size + 5])
+def test_ids_out_of_vocab(bad):
+    ids = torch.tensor([[1, bad, 2]])
+    with pytest.raises(ValueError, match=rf"token id {bad} is outside the vocabulary \[0, {TINY.vocab_size}\)"):
+        tiny_model()(ids)
+
+
+def test_too_long_for_context():
+    ids = torch.zeros(1, TINY.context_length + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"longer than context_length=16.*last 16 tokens"):
+        tiny_model()(ids)

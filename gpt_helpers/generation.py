@@ -39,7 +39,9 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 to rescale logits (use 0 in generate() for greedy), got {temperature}")
+        raise ValueError(
+            f"temperature must be > 0 to rescale logits (use 0 in generate() for greedy), got {temperature}"
+        )
     return logits / temperature
 
 
@@ -102,7 +104,9 @@ def stream_generate(
     _check_generation_args(idx, max_new_tokens, context_size)
     _check_sampling_args(temperature, top_k, top_p)
     if context_size > model.cfg.context_length:
-        raise ValueError(f"context_size ({context_size}) exceeds the model's context_length ({model.cfg.context_length})")
+        raise ValueError(
+            f"context_size ({context_size}) exceeds the model's context_length ({model.cfg.context_length})"
+        )
     if generator is not None and seed is not None:
         raise ValueError("pass either generator or seed, not both")
     if seed is not None:

@@ -33,7 +33,9 @@ def check_token_ids(in_idx: torch.Tensor, vocab_size: int) -> None:
         lo, hi = int(in_idx.min()), int(in_idx.max())
         if lo < 0 or hi >= vocab_size:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"token id {bad} is outside the vocabulary [0, {vocab_size}); check the tokenizer and vocab_size")
+            raise ValueError(
+                f"token id {bad} is outside the vocabulary [0, {vocab_size}); check the tokenizer and vocab_size"
+            )
 
 
 class GPTModel(nn.Module):
@@ -47,7 +49,9 @@ class GPTModel(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # one learned vector per token id
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)  # learned, one vector per position
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))  # same structure, own weights
+        self.trf_blocks = nn.ModuleList(
+            TransformerBlock(cfg) for _ in range(cfg.n_layers)
+        )  # same structure, own weights
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:

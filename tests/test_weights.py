@@ -92,7 +92,9 @@ def test_unexpected_key(checkpoint, tmp_path):
 def test_shape_mismatch_names_key_and_shapes(checkpoint, tmp_path):
     sd = load_file(str(checkpoint[1] / "model.safetensors"))
     sd["transformer.h.1.mlp.c_fc.weight"] = torch.zeros(40, 100)
-    with pytest.raises(ValueError, match=r"shape mismatch for 'trf_blocks.1.ff.layers.0.weight': .*\(160, 40\).*\(100, 40\)"):
+    with pytest.raises(
+        ValueError, match=r"shape mismatch for 'trf_blocks.1.ff.layers.0.weight': .*\(160, 40\).*\(100, 40\)"
+    ):
         load_gpt2_safetensors(_save(tmp_path, sd))
 
 

@@ -1,0 +1,124 @@
+"""Benchmark: our GPTModel against Hugging Face GPT2LMHeadModel on the same random 124M weights.
+
+Prints tokens/s of the naive loop (generate_text_simple), of our KV-cache generation and of
+Hugging Face's generate(use_cache=True, do_sample=False); forward latency for (1, 1024) and
+(8, 256); and the ratios. Each figure is the median of --repeats runs. Run it on a quiet machine:
+    python benchmarks/bench_generation.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of fn() over `repeats` runs, after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build_pair(seed: int):
+    """Random-init GPT-2 124M in Hugging Face and the same weights in our GPTModel."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    from gpt_helpers import GPTModel
+    from gpt_helpers.weights import config_from_hf_state_dict, load_hf_gpt2_weights
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    hf = GPT2LMHeadModel(GPT2Config()).eval()  # gpt2 (124M) shapes, sdpa attention
+    cfg = config_from_hf_state_dict(hf.state_dict())
+    ours = load_hf_gpt2_weights(GPTModel(cfg), hf.state_dict()).eval()
+    return hf, ours
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=200)
+    parser.add_argument("--naive-repeats", type=int, default=3, help="the naive loop is slow; fewer repeats")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from gpt_helpers import generate, generate_text_simple
+
+    hf, ours = build_pair(args.seed)
+    n = args.new_tokens
+    prompt = torch.randint(0, 50257, (1, 4), generator=torch.Generator().manual_seed(args.seed))
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+    import transformers
+
+    print(f"transformers {transformers.__version__}; same random GPT-2 124M weights in both; median of runs")
+
+    # the outputs must agree before timing means anything
+    with torch.inference_mode():
+        hf_out = hf.generate(
+            prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0
+        )
+    ours_out = generate(ours, prompt, n)
+    same = torch.equal(hf_out, ours_out)
+    print(f"greedy continuations identical ({n} tokens): {same}")
+
+    def run_hf():
+        with torch.inference_mode():
+            hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0)
+
+    def run_ours():
+        generate(ours, prompt, n)
+
+    def run_naive():
+        with torch.inference_mode():
+            generate_text_simple(ours, prompt, n, context_size=ours.cfg.context_length)
+
+    t_hf = median_time(run_hf, args.repeats)
+    t_ours = median_time(run_ours, args.repeats)
+    t_naive = median_time(run_naive, args.naive_repeats, warmup=0)
+    print(f"\ngeneration, {n} new tokens from a 4-token prompt (tokens/s):")
+    print(f"  naive loop (generate_text_simple): {n / t_naive:8.1f}")
+    print(f"  ours, KV cache (generate):         {n / t_ours:8.1f}")
+    print(f"  Hugging Face generate(use_cache):  {n / t_hf:8.1f}")
+
+    print("\nforward latency (ms):")
+    ratios = {}
+    for shape in [(1, 1024), (8, 256)]:
+        ids = torch.randint(0, 50257, shape, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+            def fwd_ours(ids=ids):
+                ours(ids)
+
+            def fwd_hf(ids=ids):
+                hf(ids)
+
+            t_o = median_time(fwd_ours, args.repeats)
+            t_h = median_time(fwd_hf, args.repeats)
+        ratios[shape] = t_h / t_o
+        print(f"  {shape}: ours {t_o * 1000:8.1f}   Hugging Face {t_h * 1000:8.1f}")
+
+    print("\nratios (> 1 means ours is faster):")
+    print(f"  ours cached / Hugging Face tokens/s:   {t_hf / t_ours:5.2f}x   (target >= 1.2)")
+    print(f"  ours cached / naive loop tokens/s:     {t_naive / t_ours:5.2f}x   (target >= 5)")
+    for shape, r in ratios.items():
+        print(f"  forward {shape}: Hugging Face time / ours: {r:5.2f}x   (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Command line: python -m gpt_helpers generate "Hello, I am" --max-new-tokens 50."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the gpt_helpers command line."""
+    parser = argparse.ArgumentParser(prog="python -m gpt_helpers", description="GPT from scratch: generate text.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="continue a prompt, streaming tokens as they are produced")
+    gen.add_argument("prompt", help="text to continue")
+    gen.add_argument("--max-new-tokens", type=_non_negative_int, default=50, help="tokens to generate (default 50)")
+    gen.add_argument("--weights", help="GPT-2 model.safetensors (or its folder); default: untrained 124M model")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k most likely tokens")
+    gen.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with mass >= p")
+    gen.add_argument("--seed", type=int, default=123, help="random seed for weights and sampling (default 123)")
+    gen.add_argument("--no-cache", action="store_true", help="recompute every step instead of using the KV cache")
+    gen.add_argument("--stop-at-eos", action="store_true", help="stop at <|endoftext|>")
+    return parser
+
+
+def _load_model(weights: str | None, seed: int, out):
+    from .config import GPTConfig
+    from .model import GPTModel
+    from .weights import load_gpt2_safetensors
+
+    if weights is None:
+        print(
+            "note: no --weights given, so this is the UNTRAINED 124M model (random weights): expect gibberish.\n"
+            "      Pass --weights PATH/TO/model.safetensors for real GPT-2 text.",
+            file=out,
+        )
+        torch.manual_seed(seed)
+        return GPTModel(GPTConfig(drop_rate=0.0)).eval()
+    return load_gpt2_safetensors(weights)
+
+
+def _generate(args, out, err) -> int:
+    from .generation import stream_generate
+    from .tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids
+
+    model = _load_model(args.weights, args.seed, err)
+    tokenizer = get_gpt2_tokenizer()
+    idx = text_to_token_ids(args.prompt, tokenizer)
+    if idx.shape[1] == 0:
+        print("error: the prompt is empty; give some text to continue", file=err)
+        return 2
+    if model.cfg.vocab_size < tokenizer.n_vocab:
+        print(f"error: the checkpoint's vocabulary ({model.cfg.vocab_size}) is smaller than GPT-2's", file=err)
+        return 2
+    out.write(args.prompt)
+    out.flush()
+    produced, pending = 0, []
+    start = time.perf_counter()
+    stream = stream_generate(
+        model,
+        idx,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        eos_id=END_OF_TEXT_ID if args.stop_at_eos else None,
+        use_cache=not args.no_cache,
+    )
+    for token in stream:
+        produced += 1
+        pending.append(int(token[0, 0]))
+        # a character may span several byte-level tokens: print once the bytes decode cleanly
+        piece = tokenizer.decode_bytes(pending)
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        out.write(text)
+        out.flush()
+        pending = []
+    if pending:
+        out.write(tokenizer.decode(pending))
+    elapsed = time.perf_counter() - start
+    out.write("\n")
+    rate = produced / elapsed if elapsed > 0 else float("inf")
+    print(f"[{produced} tokens in {elapsed:.2f} s: {rate:.1f} tokens/s]", file=err)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m gpt_helpers`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.temperature < 0:
+        parser.error(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error(f"--top-p must be in (0, 1], got {args.top_p}")
+    try:
+        return _generate(args, sys.stdout, sys.stderr)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

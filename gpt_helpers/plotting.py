@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import glob
-import os
+from importlib import resources
 
 __all__ = ["setup_plotting"]
 
 
 def _find_cjk_font() -> str | None:
     """Path of NotoSansCJK-Regular.ttc shipped by the noto-cjk-sans-otc package, if installed."""
-    import site
-    import sys
-
-    roots = [*site.getsitepackages(), site.getusersitepackages(), sys.prefix]
-    for root in roots:
-        hits = sorted(glob.glob(os.path.join(root, "**", "NotoSansCJK-Regular.ttc"), recursive=True))
-        if hits:
-            return hits[0]
-    return None
+    try:
+        path = resources.files("noto_cjk_sans_otc") / "NotoSansCJK-Regular.ttc"
+    except ModuleNotFoundError:
+        return None
+    return str(path) if path.is_file() else None
 
 
 def setup_plotting(dpi: int = 100) -> None:

@@ -17,8 +17,19 @@ from .normalization import LayerNorm
 from .plotting import setup_plotting
 from .shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
 from .tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids, token_ids_to_text
+from .training import (
+    CONFIG_METADATA_KEY,
+    TokenWindowDataset,
+    calc_loss_batch,
+    calc_loss_loader,
+    create_dataloader,
+    load_model,
+    save_model,
+    train_model,
+)
 
 __all__ = [
+    "CONFIG_METADATA_KEY",
     "END_OF_TEXT_ID",
     "GELU",
     "GPT2_PRESETS",
@@ -30,19 +41,26 @@ __all__ = [
     "LayerKVCache",
     "LayerNorm",
     "MultiHeadAttention",
+    "TokenWindowDataset",
     "TransformerBlock",
     "apply_temperature",
+    "calc_loss_batch",
+    "calc_loss_loader",
     "count_parameters",
+    "create_dataloader",
     "generate",
     "generate_text_simple",
     "get_gpt2_tokenizer",
     "layer_gradient_means",
+    "load_model",
     "model_size_mb",
     "parameter_breakdown",
+    "save_model",
     "setup_plotting",
     "stream_generate",
     "text_to_token_ids",
     "token_ids_to_text",
     "top_k_filter",
     "top_p_filter",
+    "train_model",
 ]

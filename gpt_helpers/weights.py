@@ -162,7 +162,7 @@ def load_gpt2_safetensors(path: str | Path, *, n_heads: int | None = None, dtype
         model = GPTModel(cfg)
     model = model.to_empty(device="cpu")
     if cfg.tie_weights:
-        model.out_head.weight = model.tok_emb.weight  # to_empty keeps tying, re-assert it for clarity
+        model.out_head.weight = model.tok_emb.weight  # to_empty() breaks the tie: tie again
     load_hf_gpt2_weights(model, state_dict)
     return model.to(dtype).eval()
 

@@ -19,6 +19,15 @@ EXPECTED = {
     "05_gpt_model.ipynb": {"GPTModel", "count_parameters", "parameter_breakdown"},
     "06_decoding.ipynb": {"generate_text_simple", "text_to_token_ids", "token_ids_to_text"},
     "07_kv_cache_and_sampling.ipynb": {"LayerKVCache", "KVCache", "top_k_filter", "top_p_filter"},
+    "08_why_training_matters.ipynb": {
+        "TokenWindowDataset",
+        "create_dataloader",
+        "calc_loss_batch",
+        "calc_loss_loader",
+        "train_model",
+        "save_model",
+        "load_model",
+    },
 }
 
 

@@ -1,6 +1,8 @@
 """Benchmark: our GPTModel against Hugging Face GPT2LMHeadModel on the same random 124M weights.
 
-Prints tokens/s of the naive loop (generate_text_simple), of our KV-cache generation and of
+Prints tokens/s of the naive loop (generate_text_simple), of our KV-cache generation (with the
+LayerNorm/GELU formulas swapped for PyTorch's fused kernels by use_fused_kernels, and also with
+the modules exactly as taught) and of
 Hugging Face's generate(use_cache=True, do_sample=False); forward latency for (1, 1024) and
 (8, 256); and the ratios. Each figure is the median of --repeats runs. Run it on a quiet machine:
     python benchmarks/bench_generation.py
@@ -17,16 +19,18 @@ import time
 import torch
 
 
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of fn() over `repeats` runs, after `warmup` untimed runs."""
+def median_times(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Median wall-clock seconds of each fn, run round-robin so drifts in machine speed hit all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def build_pair(seed: int):
@@ -53,9 +57,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from gpt_helpers import generate, generate_text_simple
+    import copy
 
-    hf, ours = build_pair(args.seed)
+    from gpt_helpers import generate, generate_text_simple, use_fused_kernels
+
+    hf, taught = build_pair(args.seed)
+    # "ours": the taught model with LayerNorm/GELU running as PyTorch's fused kernels (same weights,
+    # same outputs); "taught": the modules exactly as the notebooks write them
+    ours = use_fused_kernels(copy.deepcopy(taught))
     n = args.new_tokens
     prompt = torch.randint(0, 50257, (1, 4), generator=torch.Generator().manual_seed(args.seed))
 
@@ -72,8 +81,7 @@ def main() -> None:
         hf_out = hf.generate(
             prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0
         )
-    ours_out = generate(ours, prompt, n)
-    same = torch.equal(hf_out, ours_out)
+    same = torch.equal(hf_out, generate(ours, prompt, n)) and torch.equal(hf_out, generate(taught, prompt, n))
     print(f"greedy continuations identical ({n} tokens): {same}")
 
     def run_hf():
@@ -83,16 +91,20 @@ def main() -> None:
     def run_ours():
         generate(ours, prompt, n)
 
+    def run_taught():
+        generate(taught, prompt, n)
+
     def run_naive():
         with torch.inference_mode():
             generate_text_simple(ours, prompt, n, context_size=ours.cfg.context_length)
 
-    t_hf = median_time(run_hf, args.repeats)
-    t_ours = median_time(run_ours, args.repeats)
-    t_naive = median_time(run_naive, args.naive_repeats, warmup=0)
+    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
+    t_hf, t_ours, t_taught = med["hf"], med["ours"], med["taught"]
+    t_naive = median_times({"naive": run_naive}, args.naive_repeats, warmup=0)["naive"]
     print(f"\ngeneration, {n} new tokens from a 4-token prompt (tokens/s):")
     print(f"  naive loop (generate_text_simple): {n / t_naive:8.1f}")
     print(f"  ours, KV cache (generate):         {n / t_ours:8.1f}")
+    print(f"  ours, KV cache, taught modules:    {n / t_taught:8.1f}")
     print(f"  Hugging Face generate(use_cache):  {n / t_hf:8.1f}")
 
     print("\nforward latency (ms):")
@@ -108,16 +120,23 @@ def main() -> None:
             def fwd_hf(ids=ids):
                 hf(ids)
 
-            t_o = median_time(fwd_ours, args.repeats)
-            t_h = median_time(fwd_hf, args.repeats)
-        ratios[shape] = t_h / t_o
-        print(f"  {shape}: ours {t_o * 1000:8.1f}   Hugging Face {t_h * 1000:8.1f}")
+            def fwd_taught(ids=ids):
+                taught(ids)
+
+            med = median_times({"ours": fwd_ours, "hf": fwd_hf, "taught": fwd_taught}, args.repeats)
+            t_o, t_h, t_t = med["ours"], med["hf"], med["taught"]
+        ratios[shape] = (t_h / t_o, t_h / t_t)
+        print(f"  {shape}: ours {t_o * 1000:8.1f}   Hugging Face {t_h * 1000:8.1f}   taught modules {t_t * 1000:8.1f}")
 
     print("\nratios (> 1 means ours is faster):")
     print(f"  ours cached / Hugging Face tokens/s:   {t_hf / t_ours:5.2f}x   (target >= 1.2)")
     print(f"  ours cached / naive loop tokens/s:     {t_naive / t_ours:5.2f}x   (target >= 5)")
-    for shape, r in ratios.items():
+    for shape, (r, _) in ratios.items():
         print(f"  forward {shape}: Hugging Face time / ours: {r:5.2f}x   (target >= 1.0)")
+    print("  with the taught (unfused) modules instead:")
+    print(f"    cached / Hugging Face tokens/s:      {t_hf / t_taught:5.2f}x")
+    for shape, (_, r_taught) in ratios.items():
+        print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")
 
 
 if __name__ == "__main__":

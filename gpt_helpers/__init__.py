@@ -4,6 +4,7 @@ from .attention import KVCache, LayerKVCache, MultiHeadAttention
 from .block import TransformerBlock
 from .config import GPT2_PRESETS, GPTConfig
 from .feed_forward import GELU, FeedForward
+from .fused import use_fused_kernels
 from .generation import (
     apply_temperature,
     generate,
@@ -62,5 +63,6 @@ __all__ = [
     "token_ids_to_text",
     "top_k_filter",
     "top_p_filter",
+    "use_fused_kernels",
     "train_model",
 ]

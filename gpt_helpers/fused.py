@@ -35,9 +35,8 @@ def use_fused_kernels(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is LayerNorm:
-                fused = FusedLayerNorm.__new__(FusedLayerNorm)
-                nn.Module.__init__(fused)
-                fused.eps, fused.scale, fused.shift = child.eps, child.scale, child.shift
+                fused = FusedLayerNorm(child.scale.shape[0], eps=child.eps)
+                fused.scale, fused.shift = child.scale, child.shift  # share, don't copy
                 setattr(parent, name, fused)
             elif type(child) is GELU:
                 setattr(parent, name, FusedGELU())

@@ -16,7 +16,7 @@ class ExampleDeepNeuralNetwork(nn.Module):
         self.use_shortcut = use_shortcut
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(n_in, n_out), GELU())
-            for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])  # noqa: B905 (equal lengths by construction)
+            for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:], strict=True)  # (in, out) per layer
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from .attention import KVCache, LayerKVCache, MultiHeadAttention
 from .block import TransformerBlock
 from .config import GPT2_PRESETS, GPTConfig
 from .feed_forward import GELU, FeedForward
-from .fused import use_fused_kernels
+from .fused import optimize_for_inference, use_fused_kernels
 from .generation import (
     apply_temperature,
     generate,
@@ -55,6 +55,7 @@ __all__ = [
     "layer_gradient_means",
     "load_model",
     "model_size_mb",
+    "optimize_for_inference",
     "parameter_breakdown",
     "save_model",
     "setup_plotting",

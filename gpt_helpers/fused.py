@@ -1,14 +1,22 @@
-"""Inference speed-up: swap the taught LayerNorm/GELU formulas for PyTorch's fused kernels."""
+"""Inference speed-ups: fused LayerNorm/GELU kernels and a matrix-vector product split across threads."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .feed_forward import GELU
 from .normalization import LayerNorm
 
-__all__ = ["FusedLayerNorm", "FusedGELU", "use_fused_kernels"]
+__all__ = [
+    "FusedLayerNorm",
+    "FusedGELU",
+    "SplitLinear",
+    "column_major_",
+    "use_fused_kernels",
+    "optimize_for_inference",
+]
 
 
 class FusedLayerNorm(LayerNorm):
@@ -41,3 +49,53 @@ def use_fused_kernels(model: nn.Module) -> nn.Module:
             elif type(child) is GELU:
                 setattr(parent, name, FusedGELU())
     return model
+
+
+class SplitLinear(nn.Linear):
+    """nn.Linear that, for a few input rows, splits the product over the input features, one slab per thread.
+
+    Decoding one token multiplies a single row by every weight matrix: the time goes into reading
+    the weights from memory, and one matrix-vector product runs on one core. Stored column-major,
+    W^T (in, out) cuts into `parts` contiguous slabs of in/parts rows; torch.bmm runs one slab per
+    thread and the partial sums are added. More rows (prefill, training) go to F.linear as usual.
+    """
+
+    max_rows = 16  # above this, a matrix-matrix product keeps every core busy on its own
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        parts = torch.get_num_threads()
+        w_t = self.weight.t()  # (in, out); contiguous once column_major_() has run
+        if rows > self.max_rows or parts < 2 or self.in_features % parts or not w_t.is_contiguous():
+            return F.linear(x, self.weight, self.bias)
+        k = self.in_features // parts
+        x_parts = x.reshape(rows, parts, k).transpose(0, 1)  # (P, M, k): slab p of every row
+        y = torch.bmm(x_parts, w_t.view(parts, k, self.out_features)).sum(0)  # (P, M, out) -> (M, out)
+        if self.bias is not None:
+            y += self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def column_major_(weight: nn.Parameter) -> None:
+    """Store a 2-D weight (out, in) column-major in place: same Parameter, values and shape; W^T contiguous."""
+    if weight.dim() != 2:
+        raise ValueError(f"column_major_ expects a 2-D weight, got shape {tuple(weight.shape)}")
+    if not weight.t().is_contiguous():
+        weight.data = weight.data.t().contiguous().t()  # x @ W^T then streams W^T row by row
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """Make model fast at generation (in place, same parameters and outputs); returns it in eval mode.
+
+    Fused LayerNorm/GELU kernels (use_fused_kernels), every nn.Linear as a SplitLinear, and
+    its weight stored column-major (a tied output head shares that layout with the token embedding).
+    """
+    use_fused_kernels(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                fast = SplitLinear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                fast.weight, fast.bias = child.weight, child.bias  # share, don't copy
+                column_major_(fast.weight)
+                setattr(parent, name, fast)
+    return model.eval()

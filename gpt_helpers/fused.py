@@ -66,7 +66,15 @@ class SplitLinear(nn.Linear):
         rows = x.numel() // self.in_features
         parts = torch.get_num_threads()
         w_t = self.weight.t()  # (in, out); contiguous once column_major_() has run
-        if rows > self.max_rows or parts < 2 or self.in_features % parts or not w_t.is_contiguous():
+        can_split = (
+            x.device.type == "cpu"  # the slabs are for CPU threads
+            and x.shape[-1] == self.in_features  # otherwise F.linear reports the shape mismatch
+            and 2 <= parts
+            and self.in_features % parts == 0
+            and rows <= self.max_rows
+            and w_t.is_contiguous()
+        )
+        if not can_split:
             return F.linear(x, self.weight, self.bias)
         k = self.in_features // parts
         x_parts = x.reshape(rows, parts, k).transpose(0, 1)  # (P, M, k): slab p of every row

@@ -100,6 +100,8 @@ def test_split_linear_falls_back_when_it_cannot_split(bmm_calls):
         fast_rm = SplitLinear(64, 10)  # row-major weight: no contiguous slabs
         ones = torch.ones(1, 64)
         torch.testing.assert_close(fast_rm(ones), F.linear(ones, fast_rm.weight, fast_rm.bias))
+        with pytest.raises(RuntimeError, match="cannot be multiplied"):  # wrong width: F.linear's own error
+            fast(torch.ones(1, 62))
         torch.set_num_threads(1)  # one thread: nothing to split over
         torch.testing.assert_close(fast(x), plain(x))
     finally:

@@ -83,6 +83,8 @@ def main() -> None:
         )
     same = torch.equal(hf_out, generate(ours, prompt, n)) and torch.equal(hf_out, generate(taught, prompt, n))
     print(f"greedy continuations identical ({n} tokens): {same}")
+    if not same:
+        raise SystemExit("the models disagree, so their timings are not comparable; fix that first")
 
     def run_hf():
         with torch.inference_mode():

@@ -172,3 +172,14 @@ def test_optimized_model_still_loads_and_trains(two_threads):
     loss = fast(ids).logsumexp(-1).mean()
     loss.backward()
     assert all(p.grad is not None for p in fast.parameters())
+
+
+def test_optimized_model_saves_and_loads(tmp_path, two_threads):
+    from gpt_helpers import load_model, save_model
+
+    fast = optimize_for_inference(tiny_model(TINY.with_(tie_weights=True)))
+    path = save_model(fast, tmp_path / "fast.safetensors")  # column-major weights are saved contiguous
+    loaded = load_model(path)
+    ids = torch.randint(0, TINY.vocab_size, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), fast(ids), atol=1e-5, rtol=1e-5)

@@ -34,20 +34,33 @@ class FusedGELU(GELU):
         return F.gelu(x, approximate="tanh")
 
 
+def _replace_modules(model: nn.Module, replace) -> None:
+    """Swap every submodule m for replace(m) where that returns a module (None keeps m)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
+
+
+def _fused_twin(module: nn.Module) -> nn.Module | None:
+    """The fused version of a taught LayerNorm or GELU, sharing its parameters; None for anything else."""
+    if type(module) is LayerNorm:
+        fused = FusedLayerNorm(module.scale.shape[0], eps=module.eps)
+        fused.scale, fused.shift = module.scale, module.shift  # share, don't copy
+        return fused
+    if type(module) is GELU:
+        return FusedGELU()
+    return None
+
+
 def use_fused_kernels(model: nn.Module) -> nn.Module:
     """Replace every LayerNorm and GELU inside model (in place) by its fused twin; returns model.
 
     The parameters are shared, not copied, so loading or training afterwards still works.
     Notebooks 01 and 02 check that the formulas and the fused kernels agree.
     """
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is LayerNorm:
-                fused = FusedLayerNorm(child.scale.shape[0], eps=child.eps)
-                fused.scale, fused.shift = child.scale, child.shift  # share, don't copy
-                setattr(parent, name, fused)
-            elif type(child) is GELU:
-                setattr(parent, name, FusedGELU())
+    _replace_modules(model, _fused_twin)
     return model
 
 
@@ -92,6 +105,16 @@ def column_major_(weight: nn.Parameter) -> None:
         weight.data = weight.data.t().contiguous().t()  # x @ W^T then streams W^T row by row
 
 
+def _split_twin(module: nn.Module) -> SplitLinear | None:
+    """A SplitLinear sharing a plain nn.Linear's parameters, its weight made column-major; None otherwise."""
+    if type(module) is not nn.Linear:
+        return None
+    fast = SplitLinear(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
+    fast.weight, fast.bias = module.weight, module.bias  # share, don't copy
+    column_major_(fast.weight)
+    return fast
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """Make model fast at generation (in place, same parameters and outputs); returns it in eval mode.
 
@@ -99,11 +122,5 @@ def optimize_for_inference(model: nn.Module) -> nn.Module:
     its weight stored column-major (a tied output head shares that layout with the token embedding).
     """
     use_fused_kernels(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                fast = SplitLinear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
-                fast.weight, fast.bias = child.weight, child.bias  # share, don't copy
-                column_major_(fast.weight)
-                setattr(parent, name, fast)
+    _replace_modules(model, _split_twin)
     return model.eval()

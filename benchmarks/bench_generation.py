@@ -79,25 +79,24 @@ def main() -> None:
     size = "tiny 2-layer" if args.tiny else "GPT-2 124M"
     print(f"transformers {transformers.__version__}; same random {size} weights in both; median of runs")
 
+    def run_hf():
+        with torch.inference_mode():
+            return hf.generate(
+                prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0
+            )
+
+    def run_ours():
+        return generate(ours, prompt, n)
+
+    def run_taught():
+        return generate(taught, prompt, n)
+
     # the outputs must agree before timing means anything
-    with torch.inference_mode():
-        hf_out = hf.generate(
-            prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0
-        )
-    same = torch.equal(hf_out, generate(ours, prompt, n)) and torch.equal(hf_out, generate(taught, prompt, n))
+    hf_out = run_hf()
+    same = torch.equal(hf_out, run_ours()) and torch.equal(hf_out, run_taught())
     print(f"greedy continuations identical ({n} tokens): {same}")
     if not same:
         raise SystemExit("the models disagree, so their timings are not comparable; fix that first")
-
-    def run_hf():
-        with torch.inference_mode():
-            hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True, pad_token_id=0)
-
-    def run_ours():
-        generate(ours, prompt, n)
-
-    def run_taught():
-        generate(taught, prompt, n)
 
     def run_naive():
         with torch.inference_mode():

@@ -87,25 +87,21 @@ def test_split_linear_matches_linear(two_threads, bmm_calls, bias, shape, split)
     assert bmm_calls == ([(2, math.prod(shape[:-1]), 32)] * 2 if split else [])
 
 
-def test_split_linear_falls_back_when_it_cannot_split(bmm_calls):
-    before = torch.get_num_threads()
+def test_split_linear_falls_back_when_it_cannot_split(two_threads, bmm_calls):
     x = torch.randn(1, 1, 63)
     plain = nn.Linear(63, 10)
     fast = SplitLinear(63, 10)
     fast.load_state_dict(plain.state_dict())
-    try:
-        torch.set_num_threads(2)
-        column_major_(fast.weight)
-        torch.testing.assert_close(fast(x), plain(x))  # 63 input features do not split in two
-        fast_rm = SplitLinear(64, 10)  # row-major weight: no contiguous slabs
-        ones = torch.ones(1, 64)
-        torch.testing.assert_close(fast_rm(ones), F.linear(ones, fast_rm.weight, fast_rm.bias))
-        with pytest.raises(RuntimeError, match="cannot be multiplied"):  # wrong width: F.linear's own error
-            fast(torch.ones(1, 62))
-        torch.set_num_threads(1)  # one thread: nothing to split over
-        torch.testing.assert_close(fast(x), plain(x))
-    finally:
-        torch.set_num_threads(before)
+    column_major_(fast.weight)
+    torch.testing.assert_close(fast(x), plain(x))  # 63 input features do not split in two
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):  # wrong width: F.linear's own error
+        fast(torch.ones(1, 62))
+    fast_rm = SplitLinear(64, 10)  # row-major weight: no contiguous slabs
+    ones = torch.ones(1, 64)
+    torch.testing.assert_close(fast_rm(ones), F.linear(ones, fast_rm.weight, fast_rm.bias))
+    column_major_(fast_rm.weight)  # now it could split, but with one thread there is nothing to split over
+    torch.set_num_threads(1)  # the two_threads fixture restores the count afterwards
+    torch.testing.assert_close(fast_rm(ones), F.linear(ones, fast_rm.weight, fast_rm.bias))
     assert bmm_calls == []
 
 

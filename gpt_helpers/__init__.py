@@ -64,6 +64,6 @@ __all__ = [
     "token_ids_to_text",
     "top_k_filter",
     "top_p_filter",
-    "use_fused_kernels",
     "train_model",
+    "use_fused_kernels",
 ]

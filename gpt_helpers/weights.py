@@ -1,9 +1,11 @@
-"""Load GPT-2 weights in the Hugging Face layout (model.safetensors) into GPTModel."""
+"""Read safetensors checkpoints with clear errors; load GPT-2 weights (Hugging Face layout) into GPTModel."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
 from pathlib import Path
 
 import torch
@@ -12,12 +14,188 @@ from .config import GPT2_PRESETS, GPTConfig
 from .model import GPTModel
 
 __all__ = [
+    "read_safetensors",
+    "read_safetensors_metadata",
+    "resolve_checkpoint_path",
     "config_from_hf_state_dict",
     "hf_to_gpt_state_dict",
     "load_hf_gpt2_weights",
     "load_gpt2_safetensors",
     "download_gpt2_safetensors",
 ]
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading a safetensors file safely: every way a learner's file can be damaged gets a one-line ValueError.
+# Layout of a .safetensors file: 8 bytes (little-endian uint64) = N, then N bytes of JSON header
+# {"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...},
+# then the tensor bytes, offsets counted from the end of the header.
+
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library refuses larger headers too
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E4M3FNUZ": 1, "F8_E5M2": 1, "F8_E5M2FNUZ": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}  # fmt: skip
+_REDOWNLOAD = "download or save it again"
+
+
+def resolve_checkpoint_path(path: str | Path, filename: str = "model.safetensors") -> Path:
+    """Return path itself for a file, or path/filename for a folder; clear errors when neither exists."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / filename
+        if candidate.is_file():
+            return candidate
+        found = sorted(p.name for p in path.iterdir())
+        shown = ", ".join(found[:6]) + (" ..." if len(found) > 6 else "") if found else "nothing"
+        if (path / f"{filename}.index.json").is_file() or any(
+            n.startswith("model-") and n.endswith(".safetensors") for n in found
+        ):
+            fix = "this is a sharded checkpoint; read each shard listed in its index.json, or pass one shard file"
+        else:
+            fix = f"pass the folder that holds {filename}, or the weights file itself"
+        raise ValueError(f"{path} is a folder without {filename} (it holds: {shown}); {fix}")
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; check the path (pass a .safetensors file or its folder)")
+    return path
+
+
+def _format_of(head: bytes) -> str | None:
+    """Name the file format a file's first bytes betray, if it is a well-known non-safetensors one."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a PyTorch file written by torch.save (a zip archive with pickle inside: .pth/.pt/.bin)"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle file (an old-style torch.save .pth/.pt/.bin)"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (a small text file standing in for the weights; run `git lfs pull` or download it)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON file (e.g. config.json), not the weights"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (TensorFlow/Keras .h5)"
+    if head.startswith(b"GGUF"):
+        return "a GGUF file (llama.cpp)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip archive; unpack it first"
+    return None
+
+
+def _read_header(path: Path) -> tuple[dict, int]:
+    """Parse and check the header of a .safetensors file; return (header, bytes of tensor data after it)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): the download or save did not finish; {_REDOWNLOAD}")
+    with path.open("rb") as f:
+        head = f.read(64)
+        known = _format_of(head)
+        if known is not None:
+            raise ValueError(f"{path} is {known}, not a safetensors file; pass a .safetensors checkpoint")
+        if size < 8:
+            raise ValueError(f"{path} is truncated: {size} bytes, too short for a safetensors header; {_REDOWNLOAD}")
+        (n_header,) = struct.unpack("<Q", head[:8])
+        if n_header < 2 or n_header > _MAX_HEADER_BYTES:
+            raise ValueError(
+                f"{path} is not a safetensors file (its first 8 bytes give a header length of {n_header:,} bytes); "
+                f"the file is damaged or of another format; {_REDOWNLOAD}"
+            )
+        if 8 + n_header > size:
+            raise ValueError(
+                f"{path} is truncated: its header alone needs {8 + n_header:,} bytes but the file has {size:,} "
+                f"(a download that did not finish?); {_REDOWNLOAD}"
+            )
+        f.seek(8)
+        raw = f.read(n_header)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise ValueError(
+            f"{path} is not a safetensors file (its header is not a JSON object); "
+            f"the file is damaged or of another format; {_REDOWNLOAD}"
+        )
+    data_bytes = size - 8 - n_header
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError(f"{path} is damaged: its __metadata__ is not a table of strings; {_REDOWNLOAD}")
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        ok = (
+            isinstance(info, dict)
+            and isinstance(info.get("dtype"), str)
+            and isinstance(info.get("shape"), list)
+            and all(isinstance(d, int) and d >= 0 for d in info["shape"])
+            and isinstance(info.get("data_offsets"), list)
+            and len(info["data_offsets"]) == 2
+            and all(isinstance(o, int) for o in info["data_offsets"])
+            and 0 <= info["data_offsets"][0] <= info["data_offsets"][1]
+        )
+        if not ok:
+            raise ValueError(f"{path} is damaged: the header entry for {name!r} is malformed; {_REDOWNLOAD}")
+        begin, end = info["data_offsets"]
+        itemsize = _DTYPE_BYTES.get(info["dtype"])
+        if itemsize is not None and (end - begin) != math.prod(info["shape"]) * itemsize:
+            raise ValueError(
+                f"{path} is damaged: tensor {name!r} ({info['dtype']} {info['shape']}) is given "
+                f"{end - begin:,} bytes; {_REDOWNLOAD}"
+            )
+        spans.append((begin, end, name))
+    needed = max((end for _, end, _ in spans), default=0)
+    if needed > data_bytes:
+        raise ValueError(
+            f"{path} is truncated: its header describes {needed:,} bytes of tensor data but only {data_bytes:,} "
+            f"are there (a download that did not finish?); {_REDOWNLOAD}"
+        )
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise ValueError(
+                f"{path} is damaged: tensor {name!r} starts at byte {begin:,} of the data, expected {position:,}; "
+                f"{_REDOWNLOAD}"
+            )
+        position = end
+    if data_bytes > needed:
+        raise ValueError(
+            f"{path} is damaged: {data_bytes - needed:,} bytes follow the last tensor its header describes "
+            f"(two files written into one?); {_REDOWNLOAD}"
+        )
+    return header, data_bytes
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """Return the string metadata of a checked .safetensors file (or folder/model.safetensors) without its tensors.
+
+    Raises the same errors as read_safetensors.
+    """
+    header, _ = _read_header(resolve_checkpoint_path(path))
+    return dict(header.get("__metadata__", {}))
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read every tensor of a .safetensors file (or of model.safetensors in a folder) onto the CPU, safely.
+
+    Contract (for every loader in gpt_helpers that reads a learner's checkpoint):
+    - returns {name: tensor} with all tensors of the file, or raises; nothing partial is ever returned;
+    - a missing path raises FileNotFoundError; every damaged or wrong file raises ValueError with one line
+      that names the file, the problem and the fix: a folder without model.safetensors (a sharded folder is
+      named as such), an empty file, a truncated file, random bytes, a torch.save/pickle .pth/.bin, JSON,
+      a Git LFS pointer, HDF5, GGUF, or a header that does not describe the data exactly;
+    - only tensors are read (safetensors: no pickle, no code runs). Sharded checkpoints
+      (model-0000N-of-0000M.safetensors): call it once per shard file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_checkpoint_path(path)
+    _read_header(path)  # all checks first, so the library never sees a file we have not understood
+    try:
+        return load_file(str(path))
+    except (SafetensorError, KeyError, RuntimeError, OSError) as err:  # e.g. a dtype this torch cannot hold
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} could not be read as safetensors ({message}); {_REDOWNLOAD}") from None
+
 
 _LAYER_KEY = re.compile(r"^h\.(\d+)\.(.+)$")
 # buffers some checkpoints store (the old causal mask); they are not weights
@@ -144,19 +322,16 @@ def load_hf_gpt2_weights(model: GPTModel, state_dict: dict[str, torch.Tensor]) -
 
 def load_gpt2_safetensors(path: str | Path, *, n_heads: int | None = None, dtype=torch.float32) -> GPTModel:
     """Build a GPTModel from a Hugging Face GPT-2 model.safetensors (or the folder holding it)."""
-    from safetensors.torch import load_file  # reads tensors only: no pickle, no code
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no GPT-2 checkpoint at {path}; pass the path of a model.safetensors file")
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path.name} is not a .safetensors file; only safetensors checkpoints are read (no pickle)")
-    state_dict = load_file(str(path))
+    path = resolve_checkpoint_path(path)
+    state_dict = read_safetensors(path)  # checked: a damaged file raises a one-line ValueError
     config_json = path.with_name("config.json")
     if n_heads is None and config_json.is_file():
-        n_heads = json.loads(config_json.read_text(encoding="utf-8")).get("n_head")
+        try:
+            n_heads = json.loads(config_json.read_text(encoding="utf-8")).get("n_head")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            raise ValueError(
+                f"{config_json} is not a valid config.json; delete it or download it again, or pass n_heads=..."
+            ) from None
     cfg = config_from_hf_state_dict(state_dict, n_heads=n_heads)
     with torch.device("meta"):
         model = GPTModel(cfg)

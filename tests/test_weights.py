@@ -8,7 +8,12 @@ from helpers import hf_gpt2
 from safetensors.torch import load_file, save_file
 
 from gpt_helpers import generate
-from gpt_helpers.weights import config_from_hf_state_dict, load_gpt2_safetensors
+from gpt_helpers.weights import (
+    config_from_hf_state_dict,
+    load_gpt2_safetensors,
+    read_safetensors,
+    read_safetensors_metadata,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +111,10 @@ def test_unknown_size_needs_heads(checkpoint, tmp_path):
 
 
 def test_missing_file_and_pickle_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no GPT-2 checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_gpt2_safetensors(tmp_path / "nope.safetensors")
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
-    with pytest.raises(ValueError, match="only safetensors checkpoints are read"):
+    with pytest.raises(ValueError, match="is a pickle file .*not a safetensors file"):
         load_gpt2_safetensors(tmp_path / "pytorch_model.bin")
 
 
@@ -118,3 +123,122 @@ def test_download_rejects_unknown_name():
 
     with pytest.raises(ValueError, match="unknown GPT-2 checkpoint"):
         download_gpt2_safetensors("gpt-5")
+
+
+# --- damaged and wrong files: one line naming the file, the problem and the fix; nothing loaded ---
+
+
+@pytest.fixture
+def good_file(tmp_path):
+    """A small valid .safetensors file with metadata, and its tensors."""
+    tensors = {"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.ones(5, dtype=torch.bfloat16)}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path), metadata={"note": "hi"})
+    return path, tensors
+
+
+def _damaged(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _one_line_error(func, path, pattern):
+    with pytest.raises(ValueError, match=pattern) as info:
+        func(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    return message
+
+
+def test_read_safetensors_reads_good_file(good_file):
+    path, tensors = good_file
+    got = read_safetensors(path)
+    assert got.keys() == tensors.keys()
+    for name, t in tensors.items():
+        assert torch.equal(got[name], t) and got[name].dtype == t.dtype
+    assert read_safetensors(path.parent).keys() == tensors.keys()  # the folder holding model.safetensors
+    assert read_safetensors_metadata(path) == {"note": "hi"}
+
+
+@pytest.mark.parametrize("cut", [1, 10, 100])
+def test_truncated(good_file, tmp_path, cut):
+    path, _ = good_file
+    data = path.read_bytes()
+    bad = _damaged(tmp_path, "cut.safetensors", data[: len(data) - cut])
+    for func in (read_safetensors, read_safetensors_metadata, load_gpt2_safetensors):
+        _one_line_error(func, bad, r"is truncated: .*download or save it again")
+
+
+def test_truncated_inside_header(good_file, tmp_path):
+    data = good_file[0].read_bytes()
+    for n in (3, 20):
+        bad = _damaged(tmp_path, f"h{n}.safetensors", data[:n])
+        _one_line_error(read_safetensors, bad, r"is truncated")
+
+
+def test_empty(tmp_path):
+    bad = _damaged(tmp_path, "model.safetensors", b"")
+    for func in (read_safetensors, load_gpt2_safetensors):
+        _one_line_error(func, bad, r"is empty \(0 bytes\)")
+
+
+def test_random_bytes(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (4096,), generator=gen, dtype=torch.uint8).numpy().tobytes()
+    bad = _damaged(tmp_path, "model.safetensors", noise)
+    _one_line_error(read_safetensors, bad, r"is not a safetensors file \(.*header length")
+    # a plausible length but garbage after it
+    bad = _damaged(tmp_path, "m2.safetensors", (100).to_bytes(8, "little") + noise[:500])
+    _one_line_error(read_safetensors, bad, r"is not a safetensors file \(its header is not a JSON object\)")
+
+
+def test_torch_save_pth_passed_as_safetensors(tmp_path):
+    bad = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(2)}, bad)
+    msg = _one_line_error(read_safetensors, bad, r"written by torch\.save .*not a safetensors file")
+    assert "pass a .safetensors checkpoint" in msg
+
+
+def test_json_passed_as_safetensors(tmp_path):
+    bad = _damaged(tmp_path, "config.json", b'{"n_head": 12}')
+    _one_line_error(read_safetensors, bad, r"is a JSON file")
+
+
+def test_git_lfs_pointer(tmp_path):
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 548105171\n"
+    bad = _damaged(tmp_path, "model.safetensors", pointer)
+    _one_line_error(read_safetensors, bad, r"Git LFS pointer.*git lfs pull")
+
+
+def test_extra_bytes_after_data(good_file, tmp_path):
+    bad = _damaged(tmp_path, "x.safetensors", good_file[0].read_bytes() + b"\0" * 16)
+    _one_line_error(read_safetensors, bad, r"16 bytes follow the last tensor")
+
+
+def test_tensor_size_disagrees_with_header(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    bad = _damaged(tmp_path, "x.safetensors", len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    _one_line_error(read_safetensors, bad, r"tensor 'w' \(F32 \[4\]\) is given 8 bytes")
+
+
+def test_folder_without_model_safetensors(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    for func in (read_safetensors, load_gpt2_safetensors):
+        msg = _one_line_error(func, tmp_path, r"is a folder without model\.safetensors \(it holds: config\.json")
+        assert "pass the folder that holds model.safetensors" in msg
+
+
+def test_sharded_folder_is_named(tmp_path):
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
+    _one_line_error(read_safetensors, tmp_path, r"sharded checkpoint")
+
+
+def test_damaged_config_json_beside_weights(checkpoint, tmp_path):
+    sd = load_file(str(checkpoint[1] / "model.safetensors"))
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text('{"n_head": 5')  # cut short
+    with pytest.raises(ValueError, match=r"config\.json is not a valid config\.json"):
+        load_gpt2_safetensors(tmp_path)

@@ -53,13 +53,20 @@ class KVCache:
 
     @classmethod
     def for_model(cls, model: nn.Module, batch_size: int, max_len: int | None = None) -> KVCache:
-        """Make an empty cache that fits `model` (a GPTModel)."""
+        """Make an empty cache that fits `model`.
+
+        `model` is a GPTModel, or any model with `tok_emb` whose `cfg` gives n_layers, n_heads (or n_kv_heads
+        with grouped-query attention), head_dim and context_length.
+        """
         cfg = model.cfg
         max_len = cfg.context_length if max_len is None else max_len
         if not 1 <= max_len <= cfg.context_length:
             raise ValueError(f"max_len must be in [1, context_length={cfg.context_length}], got {max_len}")
+        # keys/values are stored per key/value head: (B, n_kv_heads, max_len, head_dim); with grouped-query
+        # attention several query heads share one; GPTModel has one per query head (n_kv_heads = n_heads)
+        n_kv_heads = getattr(cfg, "n_kv_heads", cfg.n_heads)
         param = model.tok_emb.weight
-        return cls(cfg.n_layers, batch_size, cfg.n_heads, cfg.head_dim, max_len, dtype=param.dtype, device=param.device)
+        return cls(cfg.n_layers, batch_size, n_kv_heads, cfg.head_dim, max_len, dtype=param.dtype, device=param.device)
 
     @property
     def length(self) -> int:

@@ -24,8 +24,9 @@ def readme_test_command() -> str:
 
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    last = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
-    assert last.strip() == readme_test_command()
+    lines = [line.strip() for line in ci.splitlines()]
+    assert readme_test_command() in lines, ".ci/run does not run the README's test command"
+    assert "set -euo pipefail" in lines, ".ci/run must stop at the first failing step"
     assert "pip install --quiet -r requirements.txt" in ci
 
 

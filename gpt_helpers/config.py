@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from difflib import get_close_matches
 
 __all__ = ["GPTConfig", "GPT2_PRESETS", "PRESET_ALIASES"]
+
+# The keys of the book's dict config (Raschka, "Build a Large Language Model (From Scratch)", chapter 4)
+_BOOK_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,29 @@ class GPTConfig:
         return replace(self, **changes)
 
     @classmethod
+    def from_dict(cls, config: Mapping[str, object]) -> GPTConfig:
+        """Build a GPTConfig from the book's dict config (e.g. its GPT_CONFIG_124M), checking every key."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"GPTConfig.from_dict expects a dict, got {type(config).__name__}")
+        allowed = [f.name for f in fields(cls)]
+        unknown = [key for key in config if key not in allowed]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = get_close_matches(str(key), allowed, n=1, cutoff=0.7)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(
+                f"GPTConfig.from_dict: unknown key(s) {', '.join(hints)}; the accepted keys are {', '.join(allowed)}"
+            )
+        missing = [key for key in _BOOK_KEYS if key not in config]
+        if missing:
+            raise ValueError(
+                f"GPTConfig.from_dict: missing key(s) {', '.join(map(repr, missing))}; the book's config gives all of "
+                f"{', '.join(_BOOK_KEYS)} (tie_weights is optional, default False)"
+            )
+        return cls(**config)
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> GPTConfig:
         """Build one of the GPT-2 sizes ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" or "124M", ...)."""
         key = PRESET_ALIASES.get(name, name)
@@ -60,7 +88,10 @@ class GPTConfig:
         return replace(GPT2_PRESETS[key], **overrides)
 
 
-# Sizes from the GPT-2 paper's released models (the note's "1.24亿、3.45亿、7.62亿和15.42亿").
+# The four released GPT-2 checkpoints. With the output head tied to the token embedding they hold
+# 124,412,160 / 354,749,440 / 773,891,840 / 1,557,380,800 parameters, hence the names 124M/355M/774M/1558M.
+# The study note's "1.24亿、3.45亿、7.62亿和15.42亿" are names or rough figures, not these counts: only the first
+# matches; the other three are the GPT-2 paper's earlier 345M/762M/1542M (notebook 05, section 6).
 GPT2_PRESETS: dict[str, GPTConfig] = {
     "gpt2": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),
     "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),

@@ -120,11 +120,14 @@ def stream_generate(
     finished = torch.zeros(batch_size, dtype=torch.bool, device=idx.device)
     cache = KVCache.for_model(model, batch_size, max_len=context_size) if use_cache else None
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for step in range(max_new_tokens):
+    for step in range(max_new_tokens):
+        # Each step runs in eval mode without autograd; the caller's mode is restored before every yield,
+        # so the caller's loop body runs with its own grad mode and train/eval mode (a generator that
+        # yielded inside `with torch.inference_mode():` would leak that mode into the caller's code).
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
                 if cache is not None and step > 0 and cache.length < context_size:
                     # the cache holds every earlier position: feed only the newest token
                     logits = model(tokens[:, length - 1 : length], cache=cache)
@@ -139,20 +142,23 @@ def stream_generate(
                     next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)  # finished rows repeat eos
                     finished |= next_id.squeeze(1) == eos_id
                 tokens[:, length] = next_id.squeeze(1)
-                length += 1
-                yield next_id.clone()
-                if eos_id is not None and bool(finished.all()):
-                    return
-    finally:
-        model.train(was_training)
+        finally:
+            model.train(was_training)
+        length += 1
+        yield next_id.clone()  # cloned outside inference mode: a normal tensor the caller may use freely
+        if eos_id is not None and bool(finished.all()):
+            return
 
 
-def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+def generate(
+    model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int | None = None, **kwargs
+) -> torch.Tensor:
     """Generate up to max_new_tokens after idx (B, T); return (B, T + new) token ids.
 
-    Keyword arguments: temperature (0 = greedy), top_k, top_p, eos_id (stop once every row
-    has produced it), generator or seed (reproducible sampling), context_size (defaults to the
-    model's context_length) and use_cache (KV cache on by default).
+    context_size (the model's context_length by default) may be passed positionally, as the book
+    does: generate(model, idx, 20, 1024). Keyword arguments: temperature (0 = greedy), top_k,
+    top_p, eos_id (stop once every row has produced it; the eos token is kept in the output),
+    generator or seed (reproducible sampling) and use_cache (KV cache on by default).
     """
-    new = list(stream_generate(model, idx, max_new_tokens, **kwargs))
+    new = list(stream_generate(model, idx, max_new_tokens, context_size=context_size, **kwargs))
     return torch.cat([idx, *new], dim=1) if new else idx.clone()

@@ -76,3 +76,42 @@ def test_with_revalidates():
     assert GPTConfig().with_(drop_rate=0.0).drop_rate == 0.0
     with pytest.raises(ValueError):
         GPTConfig().with_(n_heads=7)
+
+
+# ---- the book's dict config ------------------------------------------------------------------
+
+BOOK_124M = {
+    "vocab_size": 50257,
+    "context_length": 1024,
+    "emb_dim": 768,
+    "n_heads": 12,
+    "n_layers": 12,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+
+
+def test_from_dict_takes_the_books_keys():
+    assert GPTConfig.from_dict(BOOK_124M) == GPTConfig()  # the book's 124M dict is the default config
+    small = GPTConfig.from_dict({**BOOK_124M, "context_length": 256, "qkv_bias": True, "tie_weights": True})
+    assert (small.context_length, small.qkv_bias, small.tie_weights) == (256, True, True)
+
+
+def test_from_dict_unknown_key_names_it_and_suggests():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'n_head' \(did you mean 'n_heads'\?\); the accepted keys"):
+        GPTConfig.from_dict({**BOOK_124M, "n_head": 12})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'emb_size'; the accepted keys are vocab_size, "):
+        GPTConfig.from_dict({**BOOK_124M, "emb_size": 768})
+
+
+def test_from_dict_missing_key():
+    partial = {k: v for k, v in BOOK_124M.items() if k not in ("n_layers", "qkv_bias")}
+    with pytest.raises(ValueError, match=r"missing key\(s\) 'n_layers', 'qkv_bias'; the book's config gives all of"):
+        GPTConfig.from_dict(partial)
+
+
+def test_from_dict_validates_values_and_type():
+    with pytest.raises(ValueError, match="must be divisible by n_heads"):
+        GPTConfig.from_dict({**BOOK_124M, "n_heads": 7})
+    with pytest.raises(TypeError, match="expects a dict, got list"):
+        GPTConfig.from_dict([("emb_dim", 768)])

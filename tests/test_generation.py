@@ -236,3 +236,70 @@ def test_stream_yields_tokens_one_by_one(model):
 def test_bad_sampling_args(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(model, torch.tensor([[1]]), 2, **kwargs)
+
+
+# ---- the caller's modes are its own while it iterates (issue 9) --------------------------
+
+
+def test_stream_leaves_grad_mode_and_training_mode_to_the_caller():
+    model = tiny_model().train()
+    seen = []
+    for token in stream_generate(model, torch.tensor([[1, 2]]), 3):
+        # the loop body is the caller's code: its grad mode, not the generator's inference mode
+        seen.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled(), model.training))
+        assert not token.is_inference()
+        # the yielded ids are normal tensors: usable in a computation that is differentiated
+        loss = model.tok_emb(token).pow(2).sum()
+        loss.backward()
+        assert model.tok_emb.weight.grad is not None
+    assert seen == [(True, False, True)] * 3
+
+
+def test_stream_keeps_the_callers_no_grad():
+    model = tiny_model()
+    with torch.no_grad():
+        for _ in stream_generate(model, torch.tensor([[1]]), 2):
+            assert not torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert torch.is_grad_enabled()
+
+
+def test_stream_gives_same_tokens_when_the_caller_changes_modes(model):
+    """What the caller does between steps (train mode, gradients) does not change the tokens."""
+    dropout_model = tiny_model(TINY.with_(drop_rate=0.5))
+    idx = torch.randint(0, V, (1, 3))
+    expected = generate(dropout_model, idx, 6)
+    tokens = []
+    for i, token in enumerate(stream_generate(dropout_model, idx, 6)):
+        dropout_model.train(i % 2 == 0)  # e.g. a training step between two tokens: dropout on, then off
+        tokens.append(token)
+    assert torch.equal(torch.cat([idx, *tokens], dim=1), expected)
+    assert not dropout_model.training  # the caller's last choice (i = 5) stands
+
+
+# ---- the book's call forms ------------------------------------------------------------------
+
+
+def test_generate_takes_context_size_positionally_as_the_book_does(model):
+    idx = torch.randint(0, V, (2, 6))
+    positional = generate(model, idx, 10, 4)
+    assert torch.equal(positional, generate(model, idx, 10, context_size=4))
+    # the book's chapter-4 loop: greedy, cropping to the last context_size tokens
+    assert torch.equal(positional, generate_text_simple(model, idx, 10, 4))
+    assert not torch.equal(positional, generate(model, idx, 10))  # a smaller window does change the result
+
+
+def test_generate_book_keywords_sample_like_the_books_loop(model):
+    """The book's chapter-5 call: generate(model=, idx=, max_new_tokens=, context_size=, top_k=, temperature=)."""
+    idx = torch.randint(0, V, (1, 3))
+    torch.manual_seed(7)
+    ours = generate(model=model, idx=idx, max_new_tokens=8, context_size=CTX, top_k=5, temperature=1.4)
+    # the same steps written out: top-k, then temperature, softmax, one draw from the global RNG
+    torch.manual_seed(7)
+    ref = idx
+    for _ in range(8):
+        with torch.no_grad():
+            logits = model(ref[:, -CTX:])[:, -1, :]
+        kth = torch.topk(logits, 5).values[:, -1:]
+        logits = torch.where(logits < kth, torch.tensor(float("-inf")), logits) / 1.4
+        ref = torch.cat([ref, torch.multinomial(torch.softmax(logits, dim=-1), 1)], dim=1)
+    assert torch.equal(ours, ref)

@@ -3,6 +3,7 @@
 from .attention import KVCache, LayerKVCache, MultiHeadAttention
 from .block import TransformerBlock
 from .config import GPT2_PRESETS, GPTConfig
+from .demo import ZEN_CONFIG, ZenRun, train_zen_model, zen_of_python
 from .feed_forward import GELU, FeedForward
 from .fused import optimize_for_inference, use_fused_kernels
 from .generation import (
@@ -13,6 +14,7 @@ from .generation import (
     top_k_filter,
     top_p_filter,
 )
+from .interpret import attention_weights, logit_lens, token_labels
 from .model import GPTModel, count_parameters, model_size_mb, parameter_breakdown
 from .normalization import LayerNorm
 from .plotting import setup_plotting
@@ -34,6 +36,7 @@ __all__ = [
     "END_OF_TEXT_ID",
     "GELU",
     "GPT2_PRESETS",
+    "ZEN_CONFIG",
     "ExampleDeepNeuralNetwork",
     "FeedForward",
     "GPTConfig",
@@ -44,7 +47,9 @@ __all__ = [
     "MultiHeadAttention",
     "TokenWindowDataset",
     "TransformerBlock",
+    "ZenRun",
     "apply_temperature",
+    "attention_weights",
     "calc_loss_batch",
     "calc_loss_loader",
     "count_parameters",
@@ -54,6 +59,7 @@ __all__ = [
     "get_gpt2_tokenizer",
     "layer_gradient_means",
     "load_model",
+    "logit_lens",
     "model_size_mb",
     "optimize_for_inference",
     "parameter_breakdown",
@@ -62,8 +68,11 @@ __all__ = [
     "stream_generate",
     "text_to_token_ids",
     "token_ids_to_text",
+    "token_labels",
     "top_k_filter",
     "top_p_filter",
     "train_model",
+    "train_zen_model",
     "use_fused_kernels",
+    "zen_of_python",
 ]

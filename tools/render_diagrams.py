@@ -42,6 +42,8 @@ MERMAID_CONFIG = {
     "flowchart": {"htmlLabels": False, "curve": "basis", "padding": 12, "wrappingWidth": 600},
     "fontFamily": FONT_FAMILY,
     "themeVariables": {"fontFamily": FONT_FAMILY, "fontSize": f"{FONT_SIZE_PX}px"},
+    # Opaque edge-label backgrounds: the default (half transparent) lets a line cross the text.
+    "themeCSS": ".edgeLabel rect { opacity: 1; fill: #f0f0f0; }",
     "deterministicIds": True,
     "deterministicIDSeed": "gpt-from-scratch",
 }

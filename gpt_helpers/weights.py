@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .config import GPT2_PRESETS, GPTConfig
+from .hf_checkpoint import load_hf_checkpoint, model_from_hf_config  # noqa: F401 (GPT-2, Llama, Qwen3: notebook 09)
 from .model import GPTModel
 
 __all__ = [

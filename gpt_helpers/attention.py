@@ -128,3 +128,12 @@ class MultiHeadAttention(nn.Module):
 
         ctx = ctx.transpose(1, 2).reshape(b, t, self.d_out)  # (B, H, T, hd) -> (B, T, d_out)
         return self.out_proj(ctx)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The book's MultiHeadAttention keeps its causal mask as a buffer "mask" (1 above the diagonal), so the
+        # book's state_dicts carry it. It holds no learned values and is_causal=True does its job here: drop it.
+        # Any other "mask" would change the model, so it stays and a strict load reports it as unexpected.
+        mask = state_dict.get(prefix + "mask")
+        if mask is not None and mask.dim() == 2 and torch.equal(mask.bool(), torch.ones_like(mask).bool().triu(1)):
+            del state_dict[prefix + "mask"]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="continue a prompt, streaming tokens as they are produced")
     gen.add_argument("prompt", help="text to continue")
     gen.add_argument("--max-new-tokens", type=_non_negative_int, default=50, help="tokens to generate (default 50)")
-    gen.add_argument("--weights", help="GPT-2 model.safetensors (or its folder); default: untrained 124M model")
+    gen.add_argument(
+        "--weights",
+        help="GPT-2 model.safetensors (or its folder) or a save_model() file; default: untrained 124M model",
+    )
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k most likely tokens")
     gen.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with mass >= p")
@@ -46,7 +49,8 @@ def _load_model(weights: str | None, seed: int, out):
     from .config import GPTConfig
     from .fused import optimize_for_inference
     from .model import GPTModel
-    from .weights import load_gpt2_safetensors
+    from .training import CONFIG_METADATA_KEY, load_model
+    from .weights import load_gpt2_safetensors, read_safetensors_metadata
 
     if weights is None:
         print(
@@ -56,7 +60,12 @@ def _load_model(weights: str | None, seed: int, out):
         )
         torch.manual_seed(seed)
         return optimize_for_inference(GPTModel(GPTConfig(drop_rate=0.0)))
-    return optimize_for_inference(load_gpt2_safetensors(weights))  # same results, faster decoding
+    # reading the header checks the file: a damaged or wrong one raises a one-line ValueError
+    if CONFIG_METADATA_KEY in read_safetensors_metadata(weights):
+        model = load_model(weights)  # written by save_model() (notebook 08): the config is in the file
+    else:
+        model = load_gpt2_safetensors(weights)  # Hugging Face GPT-2 layout
+    return optimize_for_inference(model)  # same results, faster decoding
 
 
 def _generate(args, out, err) -> int:
@@ -118,6 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--top-p must be in (0, 1], got {args.top_p}")
     try:
         return _generate(args, sys.stdout, sys.stderr)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # a missing, unreadable or damaged file: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

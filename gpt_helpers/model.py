@@ -41,10 +41,15 @@ def check_token_ids(in_idx: torch.Tensor, vocab_size: int) -> None:
 class GPTModel(nn.Module):
     """GPT-2: token + position embeddings, N Transformer blocks, final LayerNorm, output head."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig | dict):
         super().__init__()
+        if isinstance(cfg, dict):
+            cfg = GPTConfig.from_dict(cfg)  # the book's dict config, e.g. GPT_CONFIG_124M
         if not isinstance(cfg, GPTConfig):
-            raise TypeError(f"GPTModel expects a GPTConfig, got {type(cfg).__name__}; build one with GPTConfig(...)")
+            raise TypeError(
+                f"GPTModel expects a GPTConfig (or the book's dict config), got {type(cfg).__name__}; "
+                "build one with GPTConfig(...)"
+            )
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # one learned vector per token id
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)  # learned, one vector per position

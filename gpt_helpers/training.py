@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from .config import GPTConfig
 from .model import GPTModel
 from .tokenizer import text_to_token_ids
+from .weights import read_safetensors, read_safetensors_metadata
 
 __all__ = [
     "CONFIG_METADATA_KEY",
@@ -205,10 +205,10 @@ def save_model(model: GPTModel, path: str | Path) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPTModel:
     """Rebuild the GPTModel saved by save_model: the config from the metadata, then the weights (eval mode)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; pass the path of a file written by save_model()")
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
+    # read_safetensors_metadata checks the whole file first: a damaged one raises a one-line ValueError
+    metadata = read_safetensors_metadata(path)
     if CONFIG_METADATA_KEY not in metadata:
         raise ValueError(
             f"{path.name} has no {CONFIG_METADATA_KEY!r} metadata, so the model's shape is unknown; "
@@ -216,11 +216,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPTModel
         )
     try:
         cfg = GPTConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
-    except (json.JSONDecodeError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # bad JSON (a ValueError), unknown or invalid fields
         raise ValueError(
             f"the {CONFIG_METADATA_KEY!r} metadata of {path.name} is not a valid GPTConfig: {err}"
         ) from err
-    state_dict = load_file(path)
+    state_dict = read_safetensors(path)
     with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
         model = GPTModel(cfg)
     # load_state_dict copies into the existing parameters, so a tied head stays tied to tok_emb

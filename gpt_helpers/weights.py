@@ -18,6 +18,8 @@ __all__ = [
     "read_safetensors",
     "read_safetensors_metadata",
     "resolve_checkpoint_path",
+    "read_pth_state_dict",
+    "load_book_model",
     "config_from_hf_state_dict",
     "hf_to_gpt_state_dict",
     "load_hf_gpt2_weights",
@@ -81,6 +83,11 @@ def _format_of(head: bytes) -> str | None:
     return None
 
 
+def _is_torch_save(head: bytes) -> bool:
+    """True if a file's first bytes are those of torch.save: a zip archive, or a bare pickle (old format)."""
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
 def _read_header(path: Path) -> tuple[dict, int]:
     """Parse and check the header of a .safetensors file; return (header, bytes of tensor data after it)."""
     size = path.stat().st_size
@@ -90,7 +97,10 @@ def _read_header(path: Path) -> tuple[dict, int]:
         head = f.read(64)
         known = _format_of(head)
         if known is not None:
-            raise ValueError(f"{path} is {known}, not a safetensors file; pass a .safetensors checkpoint")
+            fix = "pass a .safetensors checkpoint"
+            if _is_torch_save(head):
+                fix += " (a state_dict saved with torch.save loads with gpt_helpers.weights.load_book_model)"
+            raise ValueError(f"{path} is {known}, not a safetensors file; {fix}")
         if size < 8:
             raise ValueError(f"{path} is truncated: {size} bytes, too short for a safetensors header; {_REDOWNLOAD}")
         (n_header,) = struct.unpack("<Q", head[:8])
@@ -196,6 +206,98 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, KeyError, RuntimeError, OSError) as err:  # e.g. a dtype this torch cannot hold
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"{path} could not be read as safetensors ({message}); {_REDOWNLOAD}") from None
+
+
+def read_pth_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state_dict saved with torch.save(model.state_dict()) (.pth), by torch.load(weights_only=True) only.
+
+    The same contract as read_safetensors: {name: tensor} on the CPU or a one-line ValueError naming the file,
+    the problem and the fix (empty, truncated, random bytes, another format, a pickle with more than tensors).
+    A folder is resolved to its model.pth. The book's model_and_optimizer.pth ({"model_state_dict": ...,
+    "optimizer_state_dict": ...}) gives its model_state_dict.
+    """
+    import zipfile
+
+    path = resolve_checkpoint_path(path, filename="model.pth")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): the download or save did not finish; {_REDOWNLOAD}")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if not _is_torch_save(head):
+        if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < _MAX_HEADER_BYTES:
+            raise ValueError(
+                f"{path} is a safetensors file, not a torch.save file; read it with read_safetensors() "
+                "(or load_book_model, load_model, load_gpt2_safetensors)"
+            )
+        known = _format_of(head)
+        problem = known if known is not None else "not a file written by torch.save (random or damaged bytes?)"
+        raise ValueError(f"{path} is {problem}; pass the .pth file saved with torch.save(model.state_dict())")
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is truncated: the end of its zip archive is missing (a download or save that did not "
+            f"finish?); {_REDOWNLOAD}"
+        )
+    try:
+        # weights_only=True: only tensors and plain containers are unpickled, no code from the file can run
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types (RuntimeError, OSError, EOFError, UnpicklingError...)
+        if "Weights only load failed" in str(err):
+            raise ValueError(
+                f"{path} holds Python objects besides tensors (e.g. a whole model saved with torch.save(model)), "
+                "which are not loaded for safety; save model.state_dict() instead"
+            ) from None
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is truncated or damaged ({message[:120]}); {_REDOWNLOAD}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
+        obj = obj["model_state_dict"]  # the book's model_and_optimizer.pth
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        found = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {list(obj)[:4]}"
+        raise ValueError(
+            f"{path} does not hold a state_dict (it holds {found}); save it with torch.save(model.state_dict())"
+        )
+    return dict(obj)
+
+
+def load_book_model(path: str | Path, config: GPTConfig | dict, *, device: str | torch.device = "cpu") -> GPTModel:
+    """Build GPTModel(config) and load a state_dict file into it: the book's model.pth, or .safetensors (eval mode).
+
+    config is a GPTConfig or the book's dict (e.g. GPT_CONFIG_124M with the context_length it was trained with).
+    The load is strict except for the book's causal-mask buffers; every mismatch is a one-line ValueError.
+    """
+    cfg = config if isinstance(config, GPTConfig) else GPTConfig.from_dict(config)
+    path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        path = path / "model.safetensors"
+    path = resolve_checkpoint_path(path, filename="model.pth")
+    with path.open("rb") as f:
+        head = f.read(64)
+    state_dict = read_pth_state_dict(path) if _is_torch_save(head) else read_safetensors(path)
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
+        model = GPTModel(cfg)
+    own = model.state_dict()
+    for key, value in state_dict.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f"{path}: {key!r} has shape {tuple(value.shape)}, but this config gives {tuple(own[key].shape)}; "
+                "pass the config the model was trained with (e.g. the book's chapter 5 uses context_length=256)"
+            )
+    if cfg.tie_weights and "out_head.weight" in state_dict and "tok_emb.weight" in state_dict:
+        if not torch.equal(state_dict["out_head.weight"], state_dict["tok_emb.weight"]):
+            raise ValueError(
+                f"{path} has an output head different from its token embedding, but the config ties them; "
+                "pass tie_weights=False (the book's models are not tied)"
+            )
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)  # the book's causal masks are dropped
+    if cfg.tie_weights and "out_head.weight" not in state_dict:
+        missing = [k for k in missing if k != "out_head.weight"]  # tied: the head is tok_emb.weight
+    if missing or unexpected:
+        bias_keys = any(".att.W_query.bias" in k for k in [*missing, *unexpected])
+        hint = f" (qkv_bias={not cfg.qkv_bias}?)" if bias_keys else ""
+        raise ValueError(
+            f"{path} does not fit GPTModel with this config{hint}: missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]}; pass the config the model was trained with"
+        )
+    return model.to(device).eval()
 
 
 _LAYER_KEY = re.compile(r"^h\.(\d+)\.(.+)$")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from helpers import hf_gpt2
 
 from gpt_helpers import generate, text_to_token_ids, token_ids_to_text
@@ -65,4 +66,71 @@ def test_bad_arguments(extra, message, capsys):
 
 def test_missing_weights_file(tmp_path, capsys):
     assert main(["generate", "Hi", "--weights", str(tmp_path / "missing.safetensors")]) == 2
-    assert "no GPT-2 checkpoint" in capsys.readouterr().err
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+# ---- damaged or wrong weight files: exit code 2 and one line on stderr, no traceback --------------
+
+
+def _damaged_files(folder, good):
+    """One file (or folder) per way a learner's checkpoint can be broken; the part of the message to expect."""
+    data = (good / "model.safetensors").read_bytes()
+    cases = {}
+    for name, content, expected in [
+        ("truncated.safetensors", data[: len(data) // 2], "is truncated"),
+        ("empty.safetensors", b"", "is empty (0 bytes)"),
+        ("random.safetensors", bytes(range(7, 256)) * 4, "is not a safetensors file"),
+        ("config.json", b'{"n_head": 4}', "is a JSON file"),
+    ]:
+        (folder / name).write_bytes(content)
+        cases[name] = (folder / name, expected)
+    torch.save({"w": torch.zeros(2)}, folder / "model.pth")
+    cases["pth"] = (folder / "model.pth", "written by torch.save")
+    empty_dir = folder / "no_weights"
+    empty_dir.mkdir()
+    (empty_dir / "config.json").write_text("{}")
+    cases["folder"] = (empty_dir, "is a folder without model.safetensors")
+    return cases
+
+
+def test_damaged_weights_give_one_line_and_exit_code_2(checkpoint, tmp_path, capsys):
+    for path, expected in _damaged_files(tmp_path, checkpoint).values():
+        assert main(["generate", "Hi", "--max-new-tokens", "2", "--weights", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert err.startswith(f"error: {path}") and expected in err, err
+
+
+def test_damaged_weights_from_the_shell_no_traceback(checkpoint, tmp_path):
+    data = (checkpoint / "model.safetensors").read_bytes()
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(data[:-100])  # a download that stopped 100 bytes short
+    result = subprocess.run(
+        [sys.executable, "-m", "gpt_helpers", "generate", "Hi", "--weights", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {bad} is truncated: its header describes {len(data) - 8 - _header_len(data):,} bytes of tensor "
+        f"data but only {len(data) - 108 - _header_len(data):,} are there (a download that did not finish?); "
+        "download or save it again"
+    ]
+
+
+def _header_len(data: bytes) -> int:
+    return int.from_bytes(data[:8], "little")
+
+
+def test_weights_written_by_save_model(tmp_path, capsys):
+    from gpt_helpers import GPTConfig, GPTModel, save_model
+    from gpt_helpers.training import load_model
+
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0))
+    path = save_model(model, tmp_path / "model.safetensors")
+    assert main(["generate", "Hello", "--max-new-tokens", "4", "--weights", str(path)]) == 0
+    expected = token_ids_to_text(generate(load_model(path), text_to_token_ids("Hello"), 4))
+    assert capsys.readouterr().out == expected + "\n"

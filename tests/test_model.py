@@ -153,7 +153,9 @@ def test_constructible_on_meta():
 
 
 def test_model_rejects_non_config():
-    with pytest.raises(TypeError, match="GPTModel expects a GPTConfig"):
+    with pytest.raises(TypeError, match=r"GPTModel expects a GPTConfig \(or the book's dict config\), got str"):
+        GPTModel("gpt2")
+    with pytest.raises(ValueError, match=r"GPTConfig.from_dict: missing key\(s\) 'vocab_size'"):
         GPTModel({"emb_dim": 8})
 
 
@@ -189,3 +191,87 @@ def test_too_long_for_context():
     ids = torch.zeros(1, TINY.context_length + 1, dtype=torch.long)
     with pytest.raises(ValueError, match=r"longer than context_length=16.*last 16 tokens"):
         tiny_model()(ids)
+
+
+# ---- the book's chapter-4 model: dict config, state_dict with causal-mask buffers ----------------
+
+BOOK_CFG = {
+    "vocab_size": 61,
+    "context_length": 12,
+    "emb_dim": 24,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+
+
+def _book_model(cfg=BOOK_CFG, seed=4):
+    from book_style import BookGPT
+
+    torch.manual_seed(seed)
+    model = BookGPT(cfg).eval()
+    with torch.no_grad():  # the default init leaves the norms at 1/0: perturb them so the copy is tested
+        for name, p in model.named_parameters():
+            if name.endswith(("scale", "shift")):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_model_accepts_the_books_dict_config():
+    model = GPTModel(BOOK_CFG)
+    assert model.cfg == GPTConfig.from_dict(BOOK_CFG)
+    assert count_parameters(model) == count_parameters(GPTModel(GPTConfig.from_dict(BOOK_CFG)))
+
+
+def test_state_dict_names_are_the_books_except_the_masks():
+    book_keys = set(_book_model().state_dict())
+    masks = {f"trf_blocks.{i}.att.mask" for i in range(BOOK_CFG["n_layers"])}
+    assert masks <= book_keys
+    assert set(GPTModel(BOOK_CFG).state_dict()) == book_keys - masks
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_load_state_dict_from_the_books_model(qkv_bias):
+    cfg = {**BOOK_CFG, "qkv_bias": qkv_bias}
+    book = _book_model(cfg)
+    ours = GPTModel(cfg).eval()
+    result = ours.load_state_dict(book.state_dict())  # strict (the default)
+    assert not result.missing_keys and not result.unexpected_keys
+    ids = torch.randint(0, cfg["vocab_size"], (3, cfg["context_length"]))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), book(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_load_state_dict_stays_strict_about_everything_else():
+    sd = _book_model().state_dict()
+    ours = GPTModel(BOOK_CFG)
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\).*"trf_blocks.0.att.extra"'):
+        ours.load_state_dict({**sd, "trf_blocks.0.att.extra": torch.zeros(2)})
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\).*"final_norm.shift"'):
+        ours.load_state_dict({k: v for k, v in sd.items() if k != "final_norm.shift"})
+    # a "mask" that is not the causal mask would change the model: it is not silently dropped
+    not_causal = torch.ones(BOOK_CFG["context_length"], BOOK_CFG["context_length"]).tril(1)
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\).*"trf_blocks.1.att.mask"'):
+        ours.load_state_dict({**sd, "trf_blocks.1.att.mask": not_causal})
+    result = ours.load_state_dict({**sd, "trf_blocks.1.att.mask": not_causal}, strict=False)
+    assert result.unexpected_keys == ["trf_blocks.1.att.mask"]
+
+
+def test_loading_does_not_change_the_callers_state_dict():
+    sd = _book_model().state_dict()
+    keys = list(sd)
+    GPTModel(BOOK_CFG).load_state_dict(sd)
+    assert list(sd) == keys  # the masks are dropped from PyTorch's copy, not from the caller's dict
+
+
+def test_our_state_dict_loads_into_the_books_model_with_its_own_masks():
+    """The other direction: the book's model keeps its mask buffer, so a non-strict load fills the rest."""
+    ours = GPTModel(BOOK_CFG).eval()
+    book = _book_model()
+    result = book.load_state_dict(ours.state_dict(), strict=False)
+    assert set(result.missing_keys) == {f"trf_blocks.{i}.att.mask" for i in range(BOOK_CFG["n_layers"])}
+    assert not result.unexpected_keys
+    ids = torch.randint(0, BOOK_CFG["vocab_size"], (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), book(ids), atol=1e-5, rtol=1e-5)

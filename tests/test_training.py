@@ -225,3 +225,29 @@ def test_load_errors(tmp_path):
         save_model(GPTModel(TINY), tmp_path / "model.pt")
     with pytest.raises(TypeError, match="expects a GPTModel"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda data: data[: len(data) - 7], r"is truncated: its header describes"),
+        (lambda data: b"", r"is empty \(0 bytes\)"),
+        (lambda data: bytes(range(256)) * 8, r"is not a safetensors file"),
+        (lambda data: b'{"n_heads": 4}', r"is a JSON file"),
+    ],
+    ids=["truncated", "empty", "random", "json"],
+)
+def test_load_damaged_file_is_one_line_value_error(tmp_path, damage, match):
+    path = save_model(GPTModel(TINY), tmp_path / "model.safetensors")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=match) as info:
+        load_model(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_load_pth_or_folder_without_checkpoint(tmp_path):
+    torch.save(GPTModel(TINY).state_dict(), tmp_path / "model.pth")
+    with pytest.raises(ValueError, match=r"written by torch\.save .*not a safetensors file.*load_book_model"):
+        load_model(tmp_path / "model.pth")
+    with pytest.raises(ValueError, match=r"is a folder without model\.safetensors \(it holds: model\.pth\)"):
+        load_model(tmp_path)

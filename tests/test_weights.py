@@ -7,10 +7,12 @@ import torch
 from helpers import hf_gpt2
 from safetensors.torch import load_file, save_file
 
-from gpt_helpers import generate
+from gpt_helpers import GPTConfig, generate
 from gpt_helpers.weights import (
     config_from_hf_state_dict,
+    load_book_model,
     load_gpt2_safetensors,
+    read_pth_state_dict,
     read_safetensors,
     read_safetensors_metadata,
 )
@@ -242,3 +244,133 @@ def test_damaged_config_json_beside_weights(checkpoint, tmp_path):
     (tmp_path / "config.json").write_text('{"n_head": 5')  # cut short
     with pytest.raises(ValueError, match=r"config\.json is not a valid config\.json"):
         load_gpt2_safetensors(tmp_path)
+
+
+# --- the book's .pth files: torch.save(model.state_dict()), read with torch.load(weights_only=True) only ---
+
+BOOK_CFG = {
+    "vocab_size": 61,
+    "context_length": 12,
+    "emb_dim": 24,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.1,
+    "qkv_bias": True,
+}
+
+
+@pytest.fixture
+def book_pth(tmp_path):
+    """A state_dict of a model with the book's names (causal masks included), saved as the book does."""
+    from book_style import BookGPT
+
+    torch.manual_seed(8)
+    book = BookGPT(BOOK_CFG).eval()
+    path = tmp_path / "model.pth"
+    torch.save(book.state_dict(), path)
+    return book, path
+
+
+def test_book_pth_loads(book_pth):
+    book, path = book_pth
+    sd = read_pth_state_dict(path)
+    assert sd.keys() == book.state_dict().keys()
+    for model in (load_book_model(path, BOOK_CFG), load_book_model(path.parent, GPTConfig.from_dict(BOOK_CFG))):
+        assert not model.training
+        ids = torch.randint(0, 61, (2, 12))
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids), book(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_book_model_and_optimizer_pth(book_pth, tmp_path):
+    """The book's chapter 5 also saves {"model_state_dict": ..., "optimizer_state_dict": ...}."""
+    book, _ = book_pth
+    optimizer = torch.optim.AdamW(book.parameters())
+    path = tmp_path / "model_and_optimizer.pth"
+    torch.save({"model_state_dict": book.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
+    assert read_pth_state_dict(path).keys() == book.state_dict().keys()
+
+
+def test_book_safetensors_loads_too(book_pth, tmp_path):
+    book, _ = book_pth
+    save_file(book.state_dict(), str(tmp_path / "book.safetensors"))
+    model = load_book_model(tmp_path / "book.safetensors", BOOK_CFG)
+    ids = torch.randint(0, 61, (1, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), book(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_pth_with_python_objects_is_not_unpickled(tmp_path):
+    """weights_only=True: a whole pickled module (code) is refused, though torch.load(weights_only=False) reads it."""
+    from book_style import BookGPT
+
+    path = tmp_path / "whole_model.pth"
+    torch.save(BookGPT(BOOK_CFG), path)
+    assert isinstance(torch.load(path, weights_only=False), BookGPT)  # what an unsafe load would do
+    _one_line_error(read_pth_state_dict, path, r"holds Python objects besides tensors .*save model\.state_dict\(\)")
+
+
+def test_pth_not_a_state_dict(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    _one_line_error(read_pth_state_dict, path, r"does not hold a state_dict \(it holds list\)")
+
+
+@pytest.mark.parametrize("cut", [1, 200, 0.5])
+def test_pth_truncated(book_pth, tmp_path, cut):
+    data = book_pth[1].read_bytes()
+    keep = int(len(data) * cut) if isinstance(cut, float) else len(data) - cut
+    bad = _damaged(tmp_path, "cut.pth", data[:keep])
+    for func in (read_pth_state_dict, lambda p: load_book_model(p, BOOK_CFG)):
+        _one_line_error(func, bad, r"is truncated: the end of its zip archive is missing")
+
+
+def test_pth_old_format_truncated(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(64, 64)}, buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    for keep in (20, len(data) // 2):
+        bad = _damaged(tmp_path, f"old{keep}.pth", data[:keep])
+        _one_line_error(read_pth_state_dict, bad, r"is truncated or damaged")
+
+
+def test_pth_empty_random_and_wrong_formats(good_file, tmp_path):
+    _one_line_error(read_pth_state_dict, _damaged(tmp_path, "e.pth", b""), r"is empty \(0 bytes\)")
+    noise = torch.randint(0, 256, (3000,), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    _one_line_error(
+        read_pth_state_dict, _damaged(tmp_path, "r.pth", noise.numpy().tobytes()), r"is not a file written by torch"
+    )
+    _one_line_error(read_pth_state_dict, _damaged(tmp_path, "c.pth", b'{"a": 1}'), r"is a JSON file")
+    _one_line_error(read_pth_state_dict, good_file[0], r"is a safetensors file, not a torch\.save file")
+
+
+def test_pth_zip_with_damaged_inside(book_pth, tmp_path):
+    data = bytearray(book_pth[1].read_bytes())
+    start = data.find(b"data.pkl") + 40  # inside the pickled structure
+    data[start : start + 64] = b"\xff" * 64
+    _one_line_error(read_pth_state_dict, _damaged(tmp_path, "z.pth", bytes(data)), r"is truncated or damaged")
+
+
+def test_pth_folder_without_model_pth(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    msg = _one_line_error(read_pth_state_dict, tmp_path, r"is a folder without model\.pth \(it holds: notes\.txt\)")
+    assert "pass the folder that holds model.pth" in msg
+    _one_line_error(lambda p: load_book_model(p, BOOK_CFG), tmp_path, r"is a folder without model\.pth")
+
+
+def test_book_model_wrong_config_is_one_line(book_pth):
+    _, path = book_pth
+    msg = _one_line_error(
+        lambda p: load_book_model(p, {**BOOK_CFG, "context_length": 16}),
+        path,
+        r"'pos_emb.weight' has shape \(12, 24\), but this config gives \(16, 24\); pass the config",
+    )
+    assert "context_length=256" in msg
+    _one_line_error(
+        lambda p: load_book_model(p, {**BOOK_CFG, "qkv_bias": False}),
+        path,
+        r"does not fit GPTModel with this config \(qkv_bias=True\?\): missing \[\], unexpected \['trf_blocks.0",
+    )
+    _one_line_error(lambda p: load_book_model(p, {**BOOK_CFG, "tie_weights": True}), path, r"pass tie_weights=False")

@@ -14,11 +14,17 @@ from .generation import (
     top_k_filter,
     top_p_filter,
 )
+from .gqa import GroupedQueryAttention
+from .hf_checkpoint import load_hf_checkpoint, load_hf_tokenizer, model_from_hf_config
 from .interpret import attention_weights, logit_lens, token_labels
+from .llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
 from .model import GPTModel, count_parameters, model_size_mb, parameter_breakdown
 from .normalization import LayerNorm
 from .plotting import setup_plotting
+from .rms_norm import RMSNorm
+from .rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
 from .shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
+from .swiglu import SwiGLUFeedForward
 from .tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids, token_ids_to_text
 from .training import (
     CONFIG_METADATA_KEY,
@@ -41,13 +47,22 @@ __all__ = [
     "FeedForward",
     "GPTConfig",
     "GPTModel",
+    "GroupedQueryAttention",
     "KVCache",
     "LayerKVCache",
     "LayerNorm",
+    "Llama3RopeScaling",
+    "LlamaQwenBlock",
+    "LlamaQwenConfig",
+    "LlamaQwenModel",
     "MultiHeadAttention",
+    "RMSNorm",
+    "RoPE",
+    "SwiGLUFeedForward",
     "TokenWindowDataset",
     "TransformerBlock",
     "ZenRun",
+    "apply_rope",
     "apply_temperature",
     "attention_weights",
     "calc_loss_batch",
@@ -58,11 +73,18 @@ __all__ = [
     "generate_text_simple",
     "get_gpt2_tokenizer",
     "layer_gradient_means",
+    "llama3_scaled_frequencies",
+    "llama_qwen_parameter_breakdown",
+    "load_hf_checkpoint",
+    "load_hf_tokenizer",
     "load_model",
     "logit_lens",
+    "model_from_hf_config",
     "model_size_mb",
     "optimize_for_inference",
     "parameter_breakdown",
+    "rope_frequencies",
+    "rotate_half",
     "save_model",
     "setup_plotting",
     "stream_generate",

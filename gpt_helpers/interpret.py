@@ -127,12 +127,13 @@ def logit_lens(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 
 
 def token_labels(token_ids, tokenizer=None) -> list[str]:
-    """Readable labels for single tokens: a leading space as '␣', a newline as '↵', broken UTF-8 as '\\xNN'."""
+    """Readable labels for single tokens: a space as '␣', a newline as '⏎', a tab as '\\t', broken UTF-8 as '\\xNN'."""
     tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
     ids = token_ids.flatten().tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
     labels = []
     for token_id in ids:
         # a byte-level token can end inside a multi-byte character: show those bytes instead of failing
         text = tokenizer.decode_single_token_bytes(token_id).decode("utf-8", errors="backslashreplace")
-        labels.append(text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥"))
+        # symbols the course's plot font (Noto Sans CJK) can draw
+        labels.append(text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "\\t"))
     return labels

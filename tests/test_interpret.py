@@ -210,9 +210,9 @@ def test_bad_token_ids_get_clear_errors(reader, bad, error, message):
 
 def test_token_labels_are_readable():
     tok = get_gpt2_tokenizer()
-    ids = tok.encode("Beautiful is\n better 中爱")
+    ids = tok.encode("Beautiful is\n better\t中爱")
     labels = token_labels(torch.tensor(ids))
-    assert labels[:7] == ["Beaut", "iful", "␣is", "↵", "␣better", "␣", "中"]
+    assert labels[:7] == ["Beaut", "iful", "␣is", "⏎", "␣better", r"\t", "中"]
     # 爱 is three byte-level tokens, none of them a whole character: each shows its byte
     assert labels[7:] == [r"\xe7", r"\x88", r"\xb1"]
     assert token_labels(ids) == labels  # a list works as well as a tensor

@@ -154,3 +154,14 @@ def test_local_images_exist_and_have_alt_text():
             elif not src or not (base / unquote(parts.path)).is_file():
                 problems.append(f"{name}: image {src!r} does not exist")
     assert not problems, "\n".join(problems)
+
+
+def test_course_map_lists_every_notebook():
+    course_map = (ROOT / "docs" / "figures" / "course_map.mmd").read_text(encoding="utf-8")
+    labels = re.findall(r'\["([^"]*)"\]', course_map)
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        number = nb.name[:2]
+        assert any(label.startswith(f"{number} ") for label in labels), f"the course map has no box for {nb.name}"
+    chapters = sorted({p.name.split("_")[0] for p in (ROOT / "notebooks" / "exercises").glob("ch*_*.ipynb")})
+    for chapter in chapters:
+        assert chapter in course_map, f"the course map does not mention exercises/{chapter}_*"

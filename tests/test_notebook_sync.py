@@ -28,6 +28,21 @@ EXPECTED = {
         "save_model",
         "load_model",
     },
+    "09_gpt2_to_llama_qwen3.ipynb": {
+        "RMSNorm",
+        "rope_frequencies",
+        "rotate_half",
+        "apply_rope",
+        "RoPE",
+        "Llama3RopeScaling",
+        "llama3_scaled_frequencies",
+        "SwiGLUFeedForward",
+        "GroupedQueryAttention",
+        "LlamaQwenConfig",
+        "LlamaQwenBlock",
+        "LlamaQwenModel",
+        "llama_qwen_parameter_breakdown",
+    },
 }
 
 

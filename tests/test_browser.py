@@ -67,7 +67,7 @@ def lab_page():
     """A JupyterLab page in headless Chromium, served from the repository root."""
     reason = _missing_requirement()
     if reason:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}:
             pytest.fail(f"browser test cannot run under CI: {reason}")
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
@@ -336,6 +336,11 @@ def test_notebook_renders_in_jupyterlab(lab_page, notebook):
     state = _settle(page, panel_id)
     assert state[0] == len(cells), f"JupyterLab shows {state[0]} of {len(cells)} cells (windowing still on?)"
     result = page.evaluate(INSPECT_JS, panel_id)
+    if result["problems"] or result["boxes"]:
+        # A busy machine can pause between rendering steps (MathJax loads on first use): look again.
+        time.sleep(5)
+        _settle(page, panel_id)
+        result = page.evaluate(INSPECT_JS, panel_id)
 
     problems = [f"cell {cell}: {kind}: {text}" for kind, cell, text in result["problems"]]
     origin = page.evaluate("() => location.origin")

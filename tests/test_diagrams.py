@@ -48,8 +48,15 @@ def markdown_documents():
         yield rel(md), md.parent, md.read_text(encoding="utf-8"), {}
 
 
+def strip_code(text: str) -> str:
+    """Markdown text without fenced code blocks and inline code spans (examples, not images)."""
+    text = re.sub(r"^\s{0,3}(`{3,}|~{3,}).*?^\s{0,3}\1\s*$", "", text, flags=re.M | re.S)
+    return re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", text, flags=re.S)
+
+
 def images(text: str):
-    """(alt, src) of every Markdown or HTML image in a Markdown text."""
+    """(alt, src) of every Markdown or HTML image in a Markdown text, outside code."""
+    text = strip_code(text)
     for m in IMAGE_MD.finditer(text):
         yield m.group("alt"), m.group("src")
     for tag in IMAGE_HTML.findall(text):

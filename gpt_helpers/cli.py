@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=_non_negative_int, default=50, help="tokens to generate (default 50)")
     gen.add_argument(
         "--weights",
-        help="GPT-2 model.safetensors (or its folder) or a save_model() file; default: untrained 124M model",
+        help="a Hugging Face checkpoint folder (GPT-2, Llama, Qwen3), a GPT-2 model.safetensors or a save_model() "
+        "file; default: untrained 124M model",
     )
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k most likely tokens")
@@ -50,7 +52,7 @@ def _load_model(weights: str | None, seed: int, out):
     from .fused import optimize_for_inference
     from .model import GPTModel
     from .training import CONFIG_METADATA_KEY, load_model
-    from .weights import load_gpt2_safetensors, read_safetensors_metadata
+    from .weights import load_hf_checkpoint, read_safetensors_metadata
 
     if weights is None:
         print(
@@ -61,25 +63,32 @@ def _load_model(weights: str | None, seed: int, out):
         torch.manual_seed(seed)
         return optimize_for_inference(GPTModel(GPTConfig(drop_rate=0.0)))
     # reading the header checks the file: a damaged or wrong one raises a one-line ValueError
-    if CONFIG_METADATA_KEY in read_safetensors_metadata(weights):
+    if Path(weights, "config.json").is_file() or Path(weights).name == "model.safetensors.index.json":
+        model = load_hf_checkpoint(weights)  # config.json names the model type; the weights may be sharded
+    elif CONFIG_METADATA_KEY in read_safetensors_metadata(weights):
         model = load_model(weights)  # written by save_model() (notebook 08): the config is in the file
     else:
-        model = load_gpt2_safetensors(weights)  # Hugging Face GPT-2 layout
+        model = load_hf_checkpoint(weights)  # GPT-2 layout; config.json beside the file is used if present
     return optimize_for_inference(model)  # same results, faster decoding
 
 
 def _generate(args, out, err) -> int:
     from .generation import stream_generate
-    from .tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids
+    from .hf_checkpoint import tokenizer_for_checkpoint
+    from .tokenizer import END_OF_TEXT_ID, text_to_token_ids
 
     model = _load_model(args.weights, args.seed, err)
-    tokenizer = get_gpt2_tokenizer()
+    tokenizer = tokenizer_for_checkpoint(args.weights)  # tokenizer.json beside the weights, else GPT-2's
     idx = text_to_token_ids(args.prompt, tokenizer)
     if idx.shape[1] == 0:
         print("error: the prompt is empty; give some text to continue", file=err)
         return 2
     if model.cfg.vocab_size < tokenizer.n_vocab:
-        print(f"error: the checkpoint's vocabulary ({model.cfg.vocab_size}) is smaller than GPT-2's", file=err)
+        print(
+            f"error: the checkpoint's vocabulary ({model.cfg.vocab_size}) is smaller than the tokenizer's "
+            f"({tokenizer.n_vocab})",
+            file=err,
+        )
         return 2
     out.write(args.prompt)
     out.flush()
@@ -93,7 +102,7 @@ def _generate(args, out, err) -> int:
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
-        eos_id=END_OF_TEXT_ID if args.stop_at_eos else None,
+        eos_id=getattr(tokenizer, "eos_id", END_OF_TEXT_ID) if args.stop_at_eos else None,
         use_cache=not args.no_cache,
     )
     for token in stream:

@@ -28,6 +28,7 @@ __all__ = [
     "load_hf_checkpoint",
     "HFTokenizer",
     "load_hf_tokenizer",
+    "tokenizer_for_checkpoint",
 ]
 
 SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen3")
@@ -243,7 +244,7 @@ def _weights_location(path: Path) -> tuple[Path, Path]:
                 return path, path / name
         found = ", ".join(sorted(p.name for p in path.iterdir())[:6]) or "nothing"
         raise ValueError(
-            f"{path} holds neither model.safetensors nor {INDEX_FILE} (it holds: {found}); "
+            f"{path} is a folder without model.safetensors or {INDEX_FILE} (it holds: {found}); "
             "pass the folder of a safetensors checkpoint"
         )
     if not path.exists():
@@ -452,3 +453,15 @@ def load_hf_tokenizer(path: str | Path) -> HFTokenizer:
         eos = read_hf_config(folder).get("eos_token_id")
         eos = eos[0] if isinstance(eos, list) and eos else eos
     return HFTokenizer(tokenizer, eos_id=eos if isinstance(eos, int) else None)
+
+
+def tokenizer_for_checkpoint(path: str | Path | None):
+    """The tokenizer.json beside a checkpoint if there is one, else the GPT-2 tokenizer (tiktoken)."""
+    from .tokenizer import get_gpt2_tokenizer
+
+    if path is not None:
+        path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        if (folder / "tokenizer.json").is_file():
+            return load_hf_tokenizer(folder)
+    return get_gpt2_tokenizer()

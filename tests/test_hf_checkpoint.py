@@ -390,7 +390,7 @@ def test_missing_or_damaged_files(llama, tmp_path):
         load_hf_checkpoint(folder)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="holds neither model.safetensors nor model.safetensors.index.json"):
+    with pytest.raises(ValueError, match="is a folder without model.safetensors or model.safetensors.index.json"):
         load_hf_checkpoint(empty)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_hf_checkpoint(tmp_path / "nowhere")
@@ -438,7 +438,7 @@ def with_tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("qwen3_tok")
     n_vocab = build_tokenizer(folder)
     hf = hf_qwen3(vocab_size=n_vocab)
-    hf.save_pretrained(folder)
+    hf.save_pretrained(folder, max_shard_size="40KB")  # sharded, with tokenizer.json beside the shards
     return hf, folder
 
 
@@ -481,3 +481,48 @@ def test_tokenizer_errors(tmp_path):
     with pytest.raises(ValueError, match="could not be read as a tokenizer.json") as e:
         load_hf_tokenizer(tmp_path)
     _one_line(e)
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+
+
+def test_cli_generates_with_a_qwen3_folder_and_its_tokenizer(with_tokenizer, capsys):
+    from gpt_helpers.cli import main
+
+    hf, folder = with_tokenizer
+    assert (folder / "model.safetensors.index.json").is_file()
+    prompt = "你好，世界"
+    assert main(["generate", prompt, "--max-new-tokens", "12", "--weights", str(folder)]) == 0
+    tok = load_hf_tokenizer(folder)
+    ids = text_to_token_ids(prompt, tok)
+    with torch.no_grad():
+        expected = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
+    out = capsys.readouterr().out
+    assert out == prompt + tok.decode(expected[0, ids.shape[1] :].tolist()) + "\n"
+
+
+def test_cli_stops_at_the_checkpoints_eos(with_tokenizer, capsys):
+    from gpt_helpers.cli import main
+
+    hf, folder = with_tokenizer
+    tok = load_hf_tokenizer(folder)
+    assert tok.eos_id == hf.config.eos_token_id == 1
+    assert main(["generate", "Hello", "--max-new-tokens", "3", "--weights", str(folder), "--stop-at-eos"]) == 0
+
+
+def test_cli_reports_a_vocabulary_smaller_than_the_tokenizer(qwen3, capsys):
+    from gpt_helpers.cli import main
+
+    assert main(["generate", "Hi", "--weights", str(qwen3[1] / "model.safetensors.index.json")]) == 2
+    err = capsys.readouterr().err
+    assert "error: the checkpoint's vocabulary (211) is smaller than the tokenizer's (50257)" in err
+
+
+def test_cli_one_line_error_for_unsupported_model_type(llama, tmp_path, capsys):
+    from gpt_helpers.cli import main
+
+    folder = _copy(llama[1], tmp_path)
+    _edit_config(folder, model_type="mistral")
+    assert main(["generate", "Hi", "--weights", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: model_type 'mistral' is not supported; gpt_helpers loads gpt2, llama, qwen3"

@@ -43,6 +43,7 @@ EXPECTED = {
         "LlamaQwenModel",
         "llama_qwen_parameter_breakdown",
     },
+    "10_look_inside.ipynb": {"attention_weights", "logit_lens", "token_labels"},
 }
 
 

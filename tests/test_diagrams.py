@@ -172,3 +172,12 @@ def test_course_map_lists_every_notebook():
     chapters = sorted({p.name.split("_")[0] for p in (ROOT / "notebooks" / "exercises").glob("ch*_*.ipynb")})
     for chapter in chapters:
         assert chapter in course_map, f"the course map does not mention exercises/{chapter}_*"
+
+
+def test_node_lock_file_pins_the_renderer_and_names_no_registry():
+    lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
+    pinned = render_diagrams.mermaid_cli_version()
+    assert lock["packages"]["node_modules/@mermaid-js/mermaid-cli"]["version"] == pinned
+    resolved = [name for name, entry in lock["packages"].items() if "resolved" in entry]
+    # .npmrc sets omit-lockfile-registry-resolved, so npm records no download addresses.
+    assert not resolved, f"package-lock.json records download addresses (check .npmrc): {resolved[:3]}"

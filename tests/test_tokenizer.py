@@ -1,8 +1,15 @@
 """The GPT-2 tokenizer, built offline."""
 
+import fnmatch
+import subprocess
+import sys
+import tomllib
+from importlib import resources
+
 import pytest
 import tiktoken
 import torch
+from notebook_sync import ROOT
 
 from gpt_helpers import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids, token_ids_to_text
 from gpt_helpers import tokenizer as tok_module
@@ -45,5 +52,34 @@ def test_bad_input():
 
 def test_checksum_is_verified(monkeypatch):
     monkeypatch.setitem(tok_module._SHA256, "vocab.bpe", "0" * 64)
-    with pytest.raises(ValueError, match="expected GPT-2's"):
+    with pytest.raises(ValueError, match="expected GPT-2's .*changed or damaged"):
         tok_module._verified_path("vocab.bpe")
+
+
+def test_bpe_files_ship_in_the_package_with_their_licence():
+    """The files come from gpt_helpers/data (no other package), with OpenAI's licence beside them."""
+    data = resources.files("gpt_helpers") / "data"
+    for name in ("encoder.json", "vocab.bpe"):
+        assert tok_module._verified_path(name) == str(data / name)
+    licence = (data / "LICENSE-GPT2.txt").read_text(encoding="utf-8")
+    assert "Modified MIT License" in licence and "Copyright (c) 2019 OpenAI" in licence
+
+
+def test_package_data_covers_the_data_folder():
+    """pyproject.toml lists every file of gpt_helpers/data, so a non-editable install (a wheel) has them too."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["gpt_helpers"]
+    shipped = sorted(p.relative_to(ROOT / "gpt_helpers").as_posix() for p in (ROOT / "gpt_helpers" / "data").iterdir())
+    assert shipped == ["data/LICENSE-GPT2.txt", "data/encoder.json", "data/vocab.bpe"]
+    for name in shipped:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"{name} is not in package-data"
+
+
+def test_no_other_tokenizer_package_is_needed():
+    code = (
+        "import sys; from gpt_helpers import get_gpt2_tokenizer; get_gpt2_tokenizer(); "
+        "print(sorted(m for m in sys.modules if 'gpt3' in m or 'tiktoken_ext' in m))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['tiktoken_ext', 'tiktoken_ext.openai_public']"

@@ -4,7 +4,8 @@ Prints tokens/s of the naive loop (generate_text_simple), of our KV-cache genera
 optimize_for_inference: fused LayerNorm/GELU kernels, column-major weights and thread-split
 matrix-vector products; and also with the modules exactly as taught) and of Hugging Face's
 generate(use_cache=True, do_sample=False); forward latency for (1, 1024) and (8, 256); and the
-ratios. Each figure is the median of --repeats runs. Run it on a quiet machine:
+ratios. Then the same for a small Qwen3-family model (notebook 09's LlamaQwenModel) against
+Qwen3ForCausalLM. Each figure is the median of --repeats runs. Run it on a quiet machine:
     python benchmarks/bench_generation.py
 """
 
@@ -143,6 +144,90 @@ def main() -> None:
     print(f"    cached / Hugging Face tokens/s:      {t_hf / t_taught:5.2f}x")
     for shape, (_, r_taught) in ratios.items():
         print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")
+
+    bench_qwen3(args)  # the Llama 3 / Qwen3 family of notebook 09
+
+
+def build_qwen3_pair(seed: int, tiny: bool = False):
+    """Random-init Qwen3ForCausalLM (small: GQA, QK-norm, tied head), saved and loaded by load_hf_checkpoint."""
+    import tempfile
+
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers.utils import logging
+
+    from gpt_helpers.weights import load_hf_checkpoint
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    shapes = dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4, head_dim=64)
+    shapes |= dict(intermediate_size=1536, vocab_size=16384)  # about 34M parameters, 2 query heads per group
+    if tiny:
+        shapes = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+        shapes |= dict(intermediate_size=128, vocab_size=256)
+    hf = Qwen3ForCausalLM(Qwen3Config(**shapes, max_position_embeddings=1024, tie_word_embeddings=True)).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        hf.save_pretrained(folder)
+        ours = load_hf_checkpoint(folder)
+    return hf, ours
+
+
+def bench_qwen3(args) -> None:
+    """The Qwen3 family: LlamaQwenModel against Hugging Face Qwen3ForCausalLM on the same random weights."""
+    import copy
+
+    from gpt_helpers import generate, optimize_for_inference
+
+    hf, taught = build_qwen3_pair(args.seed, tiny=args.tiny)
+    ours = optimize_for_inference(copy.deepcopy(taught))
+    n = args.new_tokens
+    prompt = torch.randint(0, taught.cfg.vocab_size, (1, 4), generator=torch.Generator().manual_seed(args.seed))
+    c = taught.cfg
+    print(
+        f"\nQwen3 family ({c.n_layers} layers, emb_dim {c.emb_dim}, {c.n_heads} query / {c.n_kv_heads} key-value "
+        f"heads, vocab {c.vocab_size}): LlamaQwenModel vs Qwen3ForCausalLM, same random weights"
+    )
+
+    def run_hf():
+        with torch.inference_mode():
+            mask = torch.ones_like(prompt)
+            return hf.generate(
+                prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
+            )
+
+    def run_ours():
+        return generate(ours, prompt, n)
+
+    def run_taught():
+        return generate(taught, prompt, n)
+
+    hf_out = run_hf()
+    same = torch.equal(hf_out, run_ours()) and torch.equal(hf_out, run_taught())
+    print(f"greedy continuations identical ({n} tokens): {same}")
+    if not same:
+        raise SystemExit("the Qwen3 models disagree, so their timings are not comparable; fix that first")
+    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
+    print(f"generation, {n} new tokens (tokens/s):")
+    print(f"  ours, KV cache (generate):         {n / med['ours']:8.1f}")
+    print(f"  ours, KV cache, taught modules:    {n / med['taught']:8.1f}")
+    print(f"  Hugging Face generate(use_cache):  {n / med['hf']:8.1f}")
+    ids = torch.randint(0, c.vocab_size, (1, 512), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = hf(ids).logits
+        torch.testing.assert_close(ours(ids), reference, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(taught(ids), reference, atol=1e-4, rtol=1e-4)
+        fwd = median_times(
+            {"ours": lambda: ours(ids), "hf": lambda: hf(ids), "taught": lambda: taught(ids)}, args.repeats
+        )
+    print(
+        f"forward latency (1, 512), ms: ours {fwd['ours'] * 1000:.1f}   Hugging Face {fwd['hf'] * 1000:.1f}   "
+        f"taught modules {fwd['taught'] * 1000:.1f}"
+    )
+    print(f"  Qwen3 ours cached / Hugging Face tokens/s:  {med['hf'] / med['ours']:5.2f}x   (goal: no slower)")
+    print(f"  Qwen3 forward (1, 512): Hugging Face time / ours: {fwd['hf'] / fwd['ours']:5.2f}x")
+    print(
+        f"  Qwen3 taught modules: cached {med['hf'] / med['taught']:5.2f}x, forward {fwd['hf'] / fwd['taught']:5.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Inference speed-ups: fused LayerNorm/GELU kernels and a matrix-vector product split across threads."""
+"""Inference speed-ups: fused kernels, thread-split matrix-vector products and a lean one-token decoding step."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .attention import LayerKVCache, MultiHeadAttention
+from .block import TransformerBlock
 from .feed_forward import GELU
 from .normalization import LayerNorm
 
@@ -13,7 +15,9 @@ __all__ = [
     "FusedLayerNorm",
     "FusedGELU",
     "SplitLinear",
+    "FusedBlock",
     "column_major_",
+    "stack_qkv_",
     "use_fused_kernels",
     "optimize_for_inference",
 ]
@@ -64,6 +68,21 @@ def use_fused_kernels(model: nn.Module) -> nn.Module:
     return model
 
 
+def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, parts: int) -> torch.Tensor:
+    """x (M, in) @ weight.T + bias -> (M, out); with M <= 16 rows and a column-major weight, one slab per thread."""
+    rows, d_in = x.shape
+    d_out = weight.shape[0]
+    # column-major: W^T (in, out) is contiguous, so it cuts into `parts` slabs of in/parts whole rows
+    if weight.stride() == (1, d_out) and 2 <= parts and d_in % parts == 0 and rows <= SplitLinear.max_rows:
+        if x.device.type == "cpu":  # the slabs are for CPU threads
+            k = d_in // parts
+            x_parts = x.reshape(rows, parts, k).transpose(0, 1)  # (P, M, k): slab p of every row
+            w_parts = weight.as_strided((parts, k, d_out), (k * d_out, d_out, 1))  # (P, k, out): slab p of W^T
+            y = torch.bmm(x_parts, w_parts).sum(0)  # (P, M, out) -> (M, out)
+            return y if bias is None else y.add_(bias)
+    return F.linear(x, weight, bias)
+
+
 class SplitLinear(nn.Linear):
     """nn.Linear that, for a few input rows, splits the product over the input features, one slab per thread.
 
@@ -76,24 +95,9 @@ class SplitLinear(nn.Linear):
     max_rows = 16  # above this, a matrix-matrix product keeps every core busy on its own
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        parts = torch.get_num_threads()
-        w_t = self.weight.t()  # (in, out); contiguous once column_major_() has run
-        can_split = (
-            x.device.type == "cpu"  # the slabs are for CPU threads
-            and x.shape[-1] == self.in_features  # otherwise F.linear reports the shape mismatch
-            and 2 <= parts
-            and self.in_features % parts == 0
-            and rows <= self.max_rows
-            and w_t.is_contiguous()
-        )
-        if not can_split:
-            return F.linear(x, self.weight, self.bias)
-        k = self.in_features // parts
-        x_parts = x.reshape(rows, parts, k).transpose(0, 1)  # (P, M, k): slab p of every row
-        y = torch.bmm(x_parts, w_t.view(parts, k, self.out_features)).sum(0)  # (P, M, out) -> (M, out)
-        if self.bias is not None:
-            y += self.bias
+        if x.shape[-1] != self.in_features:
+            return F.linear(x, self.weight, self.bias)  # F.linear reports the shape mismatch
+        y = _rows_linear(x.reshape(-1, self.in_features), self.weight, self.bias, torch.get_num_threads())
         return y.view(*x.shape[:-1], self.out_features)
 
 
@@ -115,12 +119,153 @@ def _split_twin(module: nn.Module) -> SplitLinear | None:
     return fast
 
 
+def stack_qkv_(att: MultiHeadAttention) -> None:
+    """Store W_query, W_key, W_value (in place: same Parameters, values, shapes) side by side in one buffer.
+
+    The buffer is [W_q^T | W_k^T | W_v^T], shape (d_in, 3 d_out), row-major; each weight is a view into
+    it (column-major, rows of W^T 3 d_out apart), and the biases share one (3 d_out,) buffer the same way.
+    Nothing is stored twice: the one buffer *is* the three weights, multiplied in one product.
+    """
+    if _stacked_qkv(att) is not None:
+        return  # already stacked
+    linears = (att.W_query, att.W_key, att.W_value)
+    w = linears[0].weight
+    d_out, d_in = w.shape
+    buffer = torch.empty(d_in, 3 * d_out, dtype=w.dtype, device=w.device)  # (in, 3 out)
+    with torch.no_grad():
+        for i, lin in enumerate(linears):
+            block = buffer[:, i * d_out : (i + 1) * d_out]  # (in, out), rows 3 out apart
+            block.copy_(lin.weight.t())
+            lin.weight.data = block.t()  # the same Parameter, now a view (out, in) into the buffer
+        if all(lin.bias is not None for lin in linears):
+            biases = torch.cat([lin.bias for lin in linears])  # (3 out,): one new buffer
+            for i, lin in enumerate(linears):
+                lin.bias.data = biases[i * d_out : (i + 1) * d_out]
+
+
+def _back_to_back(tensors, stride) -> bool:
+    """True if the tensors have one shape, this stride, and start shape[0] elements apart in one storage."""
+    first = tensors[0]
+    step = first.shape[0] * first.element_size()  # bytes from one tensor's first element to the next one's
+    return all(
+        t.shape == first.shape
+        and t.stride() == stride
+        and t.dtype == first.dtype
+        and t.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+        and t.data_ptr() == first.data_ptr() + i * step
+        for i, t in enumerate(tensors)
+    )
+
+
+def _stacked_qkv(att: MultiHeadAttention) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight (3 d_out, d_in), bias (3 d_out,) or None) viewing the buffers of stack_qkv_; None if not stacked."""
+    weights = [att.W_query.weight, att.W_key.weight, att.W_value.weight]
+    biases = [att.W_query.bias, att.W_key.bias, att.W_value.bias]
+    d_out, d_in = weights[0].shape
+    if not _back_to_back(weights, (1, 3 * d_out)):  # column-major, rows of W^T 3 d_out apart
+        return None
+    weight = weights[0].as_strided((3 * d_out, d_in), (1, 3 * d_out))
+    if all(b is None for b in biases):
+        return weight, None
+    if any(b is None for b in biases) or not _back_to_back(biases, (1,)):
+        return None
+    return weight, biases[0].as_strided((3 * d_out,), (1,))
+
+
+class FusedBlock(TransformerBlock):
+    """TransformerBlock (same submodules and parameters) with a lean path for one new token after a KV cache.
+
+    Generating with a cache feeds one token per step; the taught forward then spends much of each
+    step in small operations and Python between them rather than in reading the weights. The lean
+    path computes the same: one LayerNorm kernel, one product for Q, K and V together (their weights
+    share one buffer, see stack_qkv_), a copy into the cache, one attention kernel, the output
+    projection with the shortcut added in place, LayerNorm, the two FFN products and GELU. Anything
+    else (prefill, no cache, training, autograd on, a full cache) runs the taught forward.
+    """
+
+    def __init__(self, block: TransformerBlock):
+        nn.Module.__init__(self)  # the submodules come from block (shared), not from a config
+        for name, child in block.named_children():
+            self.add_module(name, child)
+        self.train(block.training)
+        self._checked_layout = None  # where the Q/K/V tensors were when their stacking was last checked
+
+    def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
+        if (
+            kv_cache is not None
+            and x.shape[1] == 1
+            and not self.training
+            and not torch.is_grad_enabled()
+            and type(kv_cache) is LayerKVCache
+            and kv_cache.length < kv_cache.capacity
+            and kv_cache.keys.shape[0] == x.shape[0]
+        ):
+            y = self._decode_step(x, kv_cache)
+            if y is not None:
+                return y
+        return super().forward(x, kv_cache=kv_cache)  # also raises the cache's own errors
+
+    def _decode_step(self, x: torch.Tensor, cache: LayerKVCache) -> torch.Tensor | None:
+        """One new token per sequence, x (B, 1, C), after cache; None if Q/K/V no longer share one buffer."""
+        # Parameters straight from nn.Module's dicts: the very objects that self.att.W_query.weight etc.
+        # return, minus one Python-level Module.__getattr__ per name (~30 per block, ~1 us each)
+        mods = self._modules
+        att = mods["att"]
+        q_p, k_p, v_p, o_p = (att._modules[n]._parameters for n in ("W_query", "W_key", "W_value", "out_proj"))
+        fc1_p, _, fc2_p = (m._parameters for m in mods["ff"]._modules["layers"]._modules.values())
+        norm1, norm2 = mods["norm1"], mods["norm2"]
+        qkv_tensors = (q_p["weight"], k_p["weight"], v_p["weight"], q_p["bias"], k_p["bias"], v_p["bias"])
+        where = tuple((t.data_ptr(), t.stride()) if t is not None else None for t in qkv_tensors)
+        if where != self._checked_layout:  # something moved (or first call): check the stacking again
+            self._checked_layout = where if _stacked_qkv(att) is not None else None
+            if self._checked_layout is None:
+                return None  # e.g. after .to(dtype), load_state_dict(assign=True) or a deepcopy
+        w_q, b_q = qkv_tensors[0], qkv_tensors[3]
+        d_out, d_in = w_q.shape
+        w_qkv = w_q.as_strided((3 * d_out, d_in), (1, 3 * d_out))  # [W_q^T | W_k^T | W_v^T], as checked
+        b_qkv = None if b_q is None else b_q.as_strided((3 * d_out,), (1,))
+
+        parts = torch.get_num_threads()
+        b, _, c = x.shape  # (B, 1, C)
+        x = x.reshape(b, c)  # one row per sequence: (B, C)
+        h = F.layer_norm(x, (c,), norm1._parameters["scale"], norm1._parameters["shift"], norm1.eps)
+        qkv = _rows_linear(h, w_qkv, b_qkv, parts)  # (B, 3 d_out): queries, keys, values side by side
+        q, k, v = qkv.view(b, 3, att.num_heads, 1, att.head_dim).unbind(1)  # each (B, H, 1, hd)
+        pos = cache.length
+        cache.keys.narrow(2, pos, 1).copy_(k)  # into the preallocated buffers, as LayerKVCache.append does
+        cache.values.narrow(2, pos, 1).copy_(v)
+        cache.length = pos + 1
+        # one query, the last position: it may see every cached position, no mask needed
+        ctx = F.scaled_dot_product_attention(q, cache.keys.narrow(2, 0, pos + 1), cache.values.narrow(2, 0, pos + 1))
+        x = _rows_linear(ctx.reshape(b, d_out), o_p["weight"], o_p["bias"], parts).add_(x)  # + shortcut
+        h = F.layer_norm(x, (c,), norm2._parameters["scale"], norm2._parameters["shift"], norm2.eps)
+        h = F.gelu(_rows_linear(h, fc1_p["weight"], fc1_p["bias"], parts), approximate="tanh")  # (B, 4C)
+        x = _rows_linear(h, fc2_p["weight"], fc2_p["bias"], parts).add_(x)  # + shortcut
+        return x.view(b, 1, c)
+
+
+def _block_twin(module: nn.Module) -> FusedBlock | None:
+    """A FusedBlock sharing a taught TransformerBlock's submodules, once they are the fused ones; None otherwise."""
+    if type(module) is not TransformerBlock or type(module.att) is not MultiHeadAttention:
+        return None
+    kinds = [type(m) for m in module.ff.layers]
+    if kinds != [SplitLinear, FusedGELU, SplitLinear] or not type(module.norm1) is type(module.norm2) is FusedLayerNorm:
+        return None  # the lean step computes exactly these modules; anything else keeps the taught forward
+    return FusedBlock(module)
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """Make model fast at generation (in place, same parameters and outputs); returns it in eval mode.
 
-    Fused LayerNorm/GELU kernels (use_fused_kernels), every nn.Linear as a SplitLinear, and
-    its weight stored column-major (a tied output head shares that layout with the token embedding).
+    Fused LayerNorm/GELU kernels (use_fused_kernels); every nn.Linear becomes a SplitLinear with its
+    weight column-major (a tied output head shares that layout with the token embedding); in every
+    attention W_query, W_key and W_value then share one buffer (stack_qkv_); every TransformerBlock
+    becomes a FusedBlock, whose one-token decoding step is lean.
     """
     use_fused_kernels(model)
     _replace_modules(model, _split_twin)
+    for module in model.modules():
+        if type(module) is MultiHeadAttention:
+            stack_qkv_(module)
+    _replace_modules(model, _block_twin)
     return model.eval()

@@ -319,6 +319,11 @@ def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def config_from_hf_state_dict(state_dict: dict[str, torch.Tensor], n_heads: int | None = None) -> GPTConfig:
     """Infer the GPTConfig of a GPT-2 checkpoint from its tensor shapes."""
     sd = _strip_prefix(state_dict)
+    if "tok_emb.weight" in sd:
+        raise ValueError(
+            "not a Hugging Face GPT-2 checkpoint but GPTModel's own layout (tok_emb, trf_blocks, ...): "
+            "load a save_model() file with load_model(path), a state_dict with load_book_model(path, config)"
+        )
     for key in ("wte.weight", "wpe.weight"):
         if key not in sd:
             raise ValueError(

@@ -7,7 +7,7 @@ import torch
 from helpers import hf_gpt2
 from safetensors.torch import load_file, save_file
 
-from gpt_helpers import GPTConfig, generate
+from gpt_helpers import GPTConfig, GPTModel, generate
 from gpt_helpers.weights import (
     config_from_hf_state_dict,
     load_book_model,
@@ -80,6 +80,17 @@ def test_not_gpt2(tmp_path):
     path = _save(tmp_path, {"encoder.layer.0.weight": torch.zeros(2, 2)})
     with pytest.raises(ValueError, match="not a GPT-2 checkpoint: key 'wte.weight' is missing"):
         load_gpt2_safetensors(path)
+
+
+def test_our_own_layout_points_to_the_right_loader(tmp_path):
+    from gpt_helpers import save_model
+
+    path = save_model(
+        GPTModel(GPTConfig(vocab_size=50, context_length=8, emb_dim=8, n_heads=2, n_layers=1)),
+        tmp_path / "model.safetensors",
+    )
+    with pytest.raises(ValueError, match=r"GPTModel's own layout .*load_model\(path\).*load_book_model"):
+        load_gpt2_safetensors(path, n_heads=2)
 
 
 def test_missing_key(checkpoint, tmp_path):

@@ -18,7 +18,7 @@ from .gqa import GroupedQueryAttention
 from .hf_checkpoint import load_hf_checkpoint, load_hf_tokenizer, model_from_hf_config
 from .interpret import attention_weights, logit_lens, token_labels
 from .llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
-from .model import GPTModel, count_parameters, model_size_mb, parameter_breakdown
+from .model import GPTModel, count_parameters, model_size_mib, parameter_breakdown
 from .normalization import LayerNorm
 from .plotting import setup_plotting
 from .rms_norm import RMSNorm
@@ -80,7 +80,7 @@ __all__ = [
     "load_model",
     "logit_lens",
     "model_from_hf_config",
-    "model_size_mb",
+    "model_size_mib",
     "optimize_for_inference",
     "parameter_breakdown",
     "rope_frequencies",

@@ -10,7 +10,7 @@ from .block import TransformerBlock
 from .config import GPTConfig
 from .normalization import LayerNorm
 
-__all__ = ["GPTModel", "check_token_ids", "count_parameters", "parameter_breakdown", "model_size_mb"]
+__all__ = ["GPTModel", "check_token_ids", "count_parameters", "parameter_breakdown", "model_size_mib"]
 
 
 def check_token_ids(in_idx: torch.Tensor, vocab_size: int) -> None:
@@ -88,8 +88,8 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def model_size_mb(n_params: int, bytes_per_param: int = 4) -> float:
-    """Memory of n_params values in MB (1 MB = 1024 * 1024 bytes); float32 by default."""
+def model_size_mib(n_params: int, bytes_per_param: int = 4) -> float:
+    """Memory of n_params values in MiB (1 MiB = 1024 * 1024 bytes); float32 by default."""
     return n_params * bytes_per_param / (1024 * 1024)
 
 

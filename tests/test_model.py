@@ -15,7 +15,7 @@ from gpt_helpers import (
     MultiHeadAttention,
     TransformerBlock,
     count_parameters,
-    model_size_mb,
+    model_size_mib,
     parameter_breakdown,
 )
 
@@ -131,7 +131,7 @@ def test_parameter_counts_on_meta(name):
     parts = parameter_breakdown(GPTConfig.from_preset(name))
     assert parts["total"] == total
     assert parameter_breakdown(GPTConfig.from_preset(name, tie_weights=True))["total"] == tied
-    assert round(model_size_mb(total), 2) == mb
+    assert round(model_size_mib(total), 2) == mb
     assert parts["output_head"] == parts["token_embedding"]
 
 

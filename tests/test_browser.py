@@ -191,8 +191,11 @@ async (id) => {
   for (const code of panel.querySelectorAll('.jp-RenderedMarkdown pre > code.language-mermaid')) {
     problems.push(['mermaid', cellOf(code), 'Mermaid block shown as code: ' + snippet(code.textContent)]);
   }
+  // JupyterLab 4.6 shows a drawn diagram as an <img> (SVG data URL), a failed one with jp-mod-warning.
   for (const m of panel.querySelectorAll('.jp-RenderedMermaid')) {
-    if (!m.querySelector('svg') || m.classList.contains('jp-mod-warning')) {
+    const img = m.querySelector('img');
+    const drawn = m.querySelector('svg') || (img && img.naturalWidth > 0);
+    if (!drawn || m.classList.contains('jp-mod-warning')) {
       problems.push(['mermaid', cellOf(m), 'Mermaid diagram not rendered: ' + snippet(m.textContent)]);
     }
   }
@@ -204,10 +207,10 @@ async (id) => {
       problems.push(['image', cellOf(img), 'broken image: ' + (img.getAttribute('src') || '').split('?')[0]]);
     }
     if (img.closest('.jp-MarkdownCell')) {
-      // JupyterLab writes alt="Image" where the Markdown gave none.
+      // JupyterLab writes alt="Image" where the Markdown gave none (and on its own Mermaid images).
       const alt = img.getAttribute('alt') || '';
-      if (!alt.trim() || alt === 'Image') {
-        problems.push(['image', cellOf(img), 'image without alt text: ' + img.getAttribute('src')]);
+      if ((!alt.trim() || alt === 'Image') && !img.closest('.jp-RenderedMermaid')) {
+        problems.push(['image', cellOf(img), 'image without alt text: ' + img.getAttribute('src').split('?')[0]]);
       }
       images.push({cell: cellOf(img), alt, src: img.currentSrc || img.src,
                    width: img.clientWidth, height: img.clientHeight, naturalWidth: img.naturalWidth});
@@ -356,7 +359,8 @@ def test_notebook_renders_in_jupyterlab(lab_page, notebook):
                 problems.append(f"cell {link['cell']}: link ({link['text']}) to a missing file: {local}")
     for image in result["images"]:
         if image["height"] > MAX_IMAGE_HEIGHT:
-            name = urlsplit(image["src"]).path.rsplit("/", 1)[-1]
+            src = image["src"]
+            name = "(a Mermaid diagram)" if src.startswith("data:") else src.split("?")[0].rsplit("/")[-1]
             problems.append(f"cell {image['cell']}: image {name} shown {image['width']}x{image['height']} px, too tall")
     problems += [f"drawn as boxes (no font has them): {box}" for box in result["boxes"]]
     assert result["measured"] > 0, "no Chinese characters measured; is the notebook empty?"

@@ -1,10 +1,13 @@
 """Benchmark: our GPTModel against Hugging Face GPT2LMHeadModel on the same random 124M weights.
 
 Prints tokens/s of the naive loop (generate_text_simple), of our KV-cache generation (prepared by
-optimize_for_inference: fused LayerNorm/GELU kernels, column-major weights and thread-split
-matrix-vector products; and also with the modules exactly as taught) and of Hugging Face's
+optimize_for_inference: fused LayerNorm/GELU kernels, column-major weights, thread-split
+matrix-vector products, Q/K/V in one buffer and a lean one-token step; and also with the modules
+exactly as taught) and of Hugging Face's
 generate(use_cache=True, do_sample=False); forward latency for (1, 1024) and (8, 256); and the
-ratios. Then the same for a small Qwen3-family model (notebook 09's LlamaQwenModel) against
+ratios. It also measures this machine's memory read bandwidth in the same run and prints the
+decoding ceiling it sets (weights read per token / bandwidth) with each decoder's share of it.
+Then the same for a small Qwen3-family model (notebook 09's LlamaQwenModel) against
 Qwen3ForCausalLM. Each figure is the median of --repeats runs. Run it on a quiet machine:
     python benchmarks/bench_generation.py
 """
@@ -34,6 +37,49 @@ def median_times(fns: dict, repeats: int, warmup: int = 1) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def read_bandwidth_probe(mib: int, passes: int):
+    """A function that times `passes` sum() passes over a float32 tensor of `mib` MiB, and the list it fills.
+
+    sum() reads every byte once and computes almost nothing, with torch's threads (the decoders'
+    threads), so its speed is the machine's read bandwidth. The caller runs the function among the
+    decoders (round-robin), so a busy moment slows both alike; the figure is the median pass.
+    """
+    data = torch.ones(mib * 2**20 // 4)  # written once here, so its pages exist before the first pass
+    seconds = []
+
+    def probe():
+        for _ in range(passes):
+            start = time.perf_counter()
+            data.sum()
+            seconds.append(time.perf_counter() - start)
+
+    return probe, seconds, data.numel() * data.element_size()
+
+
+def weight_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes of parameters one decoding step reads for one sequence (batch 1).
+
+    Every Parameter is read once, whole (a tied one once), with one exception: a table that is only
+    looked up (an nn.Embedding not shared with a Linear, e.g. position embeddings) gives one row. A
+    tied token embedding is read whole by the output head; its looked-up row is counted on top.
+    """
+    modules = list(model.modules())
+    embeddings = [m for m in modules if isinstance(m, torch.nn.Embedding)]
+    used_elsewhere = {id(p) for m in modules if not isinstance(m, torch.nn.Embedding) for p in m.parameters(False)}
+    lookup_only = {id(m.weight) for m in embeddings} - used_elsewhere
+    whole = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in lookup_only)
+    rows = sum(m.weight.shape[1] * m.weight.element_size() for m in embeddings)  # one row per lookup
+    return whole + rows
+
+
+def kv_cache_bytes_per_position(model: torch.nn.Module) -> int:
+    """Bytes of keys and values the cache holds per position (batch 1): what attention reads per earlier token."""
+    from gpt_helpers import KVCache
+
+    cache = KVCache.for_model(model, 1, max_len=1)
+    return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+
+
 def build_pair(seed: int, tiny: bool = False):
     """Random-init GPT-2 124M (or a tiny 2-layer model) in Hugging Face and the same weights in our GPTModel."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -58,7 +104,11 @@ def main() -> None:
     parser.add_argument("--naive-repeats", type=int, default=3, help="the naive loop is slow; fewer repeats")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a tiny 2-layer model: checks the script runs, not speed")
+    parser.add_argument("--bandwidth-mib", type=int, default=None, help="size of the read-bandwidth probe (512)")
+    parser.add_argument("--bandwidth-passes", type=int, default=3, help="probe passes per round of the decoders")
     args = parser.parse_args()
+    if args.bandwidth_mib is None:
+        args.bandwidth_mib = 64 if args.tiny else 512  # larger than the weights and than any cache
 
     import copy
 
@@ -103,14 +153,41 @@ def main() -> None:
         with torch.inference_mode():
             generate_text_simple(ours, prompt, n, context_size=ours.cfg.context_length)
 
-    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
+    probe, probe_seconds, probe_bytes = read_bandwidth_probe(args.bandwidth_mib, args.bandwidth_passes)
+    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught, "bandwidth": probe}, args.repeats)
     t_hf, t_ours, t_taught = med["hf"], med["ours"], med["taught"]
-    t_naive = median_times({"naive": run_naive}, args.naive_repeats, warmup=0)["naive"]
-    print(f"\ngeneration, {n} new tokens from a 4-token prompt (tokens/s):")
-    print(f"  naive loop (generate_text_simple): {n / t_naive:8.1f}")
-    print(f"  ours, KV cache (generate):         {n / t_ours:8.1f}")
-    print(f"  ours, KV cache, taught modules:    {n / t_taught:8.1f}")
-    print(f"  Hugging Face generate(use_cache):  {n / t_hf:8.1f}")
+    t_naive = median_times({"naive": run_naive, "bandwidth": probe}, args.naive_repeats, warmup=0)["naive"]
+    bandwidth = probe_bytes / statistics.median(probe_seconds)  # bytes/s
+
+    per_token = weight_bytes_per_token(ours)
+    if per_token != weight_bytes_per_token(hf):
+        raise SystemExit("the two models read different numbers of weight bytes per token; check the count")
+    ceiling = bandwidth / per_token  # tokens/s if a step did nothing but read the weights once
+    kv = kv_cache_bytes_per_position(ours) * (prompt.shape[1] + (n + 1) / 2)  # average position in this run
+    c = ours.cfg
+    print(
+        f"\nmemory read bandwidth: {bandwidth / 2**30:.1f} GiB/s = median of {len(probe_seconds)} passes of "
+        f"sum() over {args.bandwidth_mib} MiB of float32, {torch.get_num_threads()} threads, "
+        f"{args.bandwidth_passes} passes per round among the decoders"
+    )
+    print(
+        f"weights read per generated token (batch 1, float32): {per_token / 2**20:.1f} MiB = "
+        f"{per_token // 4:,} floats: every parameter of the {c.n_layers} blocks and of the final LayerNorm, "
+        f"the output head's whole {c.vocab_size} x {c.emb_dim} matrix "
+        f"({'the tied token embedding' if c.tie_weights else 'untied'}), and one row each of the token "
+        f"and position embeddings"
+    )
+    print(
+        f"  not counted: the KV cache, read by attention, adds {kv / 2**20:.1f} MiB per token on average "
+        f"in this run ({kv / per_token:.1%}), so the ceiling is slightly above what is reachable"
+    )
+    print(f"ceiling: {bandwidth / 2**30:.1f} GiB/s / {per_token / 2**20:.1f} MiB = {ceiling:.1f} tokens/s")
+
+    print(f"\ngeneration, {n} new tokens from a 4-token prompt (tokens/s, share of the ceiling):")
+    print(f"  naive loop (generate_text_simple): {n / t_naive:8.1f}   {n / t_naive / ceiling:4.0%}")
+    print(f"  ours, KV cache (generate):         {n / t_ours:8.1f}   {n / t_ours / ceiling:4.0%}")
+    print(f"  ours, KV cache, taught modules:    {n / t_taught:8.1f}   {n / t_taught / ceiling:4.0%}")
+    print(f"  Hugging Face generate(use_cache):  {n / t_hf:8.1f}   {n / t_hf / ceiling:4.0%}")
 
     print("\nforward latency (ms):")
     ratios = {}
@@ -136,11 +213,14 @@ def main() -> None:
     print("\nratios (> 1 means ours is faster):")
     if args.tiny:
         print("  (tiny model: the targets are for GPT-2 124M, so these ratios say nothing about them)")
+    print(f"  ours cached / ceiling tokens/s:        {n / t_ours / ceiling:5.2f}    (target >= 0.8, goal 0.9)")
     print(f"  ours cached / Hugging Face tokens/s:   {t_hf / t_ours:5.2f}x   (target >= 1.2)")
     print(f"  ours cached / naive loop tokens/s:     {t_naive / t_ours:5.2f}x   (target >= 5)")
     for shape, (r, _) in ratios.items():
         print(f"  forward {shape}: Hugging Face time / ours: {r:5.2f}x   (target >= 1.0)")
+    print(f"  Hugging Face cached / ceiling tokens/s: {n / t_hf / ceiling:5.2f}")
     print("  with the taught modules as they are (no optimize_for_inference):")
+    print(f"    cached / ceiling tokens/s:           {n / t_taught / ceiling:5.2f}")
     print(f"    cached / Hugging Face tokens/s:      {t_hf / t_taught:5.2f}x")
     for shape, (_, r_taught) in ratios.items():
         print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")

@@ -1,10 +1,24 @@
 """The benchmark script runs end to end (on a tiny model: this checks the script, not speed)."""
 
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
+from gpt_helpers import GPTConfig, GPTModel
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generation.py"
+
+
+def load_script():
+    """The benchmark script as a module, for its helper functions."""
+    spec = importlib.util.spec_from_file_location("bench_generation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_script_runs_and_prints_the_ratios():
@@ -20,5 +34,26 @@ def test_benchmark_script_runs_and_prints_the_ratios():
         "forward (8, 256): Hugging Face time / ours:",
         "Qwen3 ours cached / Hugging Face tokens/s:",
         "Qwen3 forward (1, 512): Hugging Face time / ours:",
+        "ours cached / ceiling tokens/s:",
+        "Hugging Face cached / ceiling tokens/s:",
     ]:
         assert line in out, out
+    # the ceiling printed is the bandwidth printed over the bytes per token printed
+    bandwidth = float(re.search(r"memory read bandwidth: ([\d.]+) GiB/s", out).group(1))
+    per_token = float(re.search(r"weights read per generated token \(batch 1, float32\): ([\d.]+) MiB", out).group(1))
+    ceiling = float(re.search(r"ceiling: [\d.]+ GiB/s / [\d.]+ MiB = ([\d.]+) tokens/s", out).group(1))
+    assert abs(ceiling - bandwidth * 1024 / per_token) <= 0.01 * ceiling + 0.1
+
+
+def test_weight_bytes_per_token_counts_what_one_decoding_step_reads():
+    bench = load_script()
+    cfg = GPTConfig.from_preset("gpt2").with_(qkv_bias=True, tie_weights=True)  # GPT-2 small, as released
+    with torch.device("meta"):  # shapes only, no memory
+        tied, untied = GPTModel(cfg), GPTModel(cfg.with_(tie_weights=False))
+    # notebook 07: the blocks, the final LayerNorm and the 50257 x 768 head are 123,653,376 floats;
+    # each embedding lookup adds one row of 768 (token and position)
+    assert bench.weight_bytes_per_token(tied) == 4 * (123_653_376 + 2 * 768)
+    # untied, the head is its own matrix of the same size, and the token table is only looked up
+    assert bench.weight_bytes_per_token(untied) == 4 * (123_653_376 + 2 * 768)
+    # attention reads, per earlier position, one key and one value row of 768 floats in each of 12 blocks
+    assert bench.kv_cache_bytes_per_position(tied) == 2 * 12 * 768 * 4

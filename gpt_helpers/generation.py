@@ -118,7 +118,10 @@ def stream_generate(
     tokens[:, :prompt_len] = idx
     length = prompt_len
     finished = torch.zeros(batch_size, dtype=torch.bool, device=idx.device)
-    cache = KVCache.for_model(model, batch_size, max_len=context_size) if use_cache else None
+    # the cache never holds more than the window or than this call can produce: a model with a long
+    # context_length (Qwen3: 40,960) would otherwise allocate GiBs for a short generation
+    cache_len = min(context_size, prompt_len + max_new_tokens)
+    cache = KVCache.for_model(model, batch_size, max_len=cache_len) if use_cache else None
 
     for step in range(max_new_tokens):
         # Each step runs in eval mode without autograd; the caller's mode is restored before every yield,

@@ -74,6 +74,23 @@ def test_cached_greedy_with_smaller_context_size(model):
     assert torch.equal(generate(model, idx, 20, context_size=6), expected)
 
 
+def test_cache_is_sized_to_the_generation_not_the_context(model, monkeypatch):
+    """A short generation allocates prompt + new positions, not context_length (long-context models)."""
+    sizes = []
+    original = KVCache.for_model.__func__
+
+    def spy(cls, model_, batch_size, max_len=None):
+        sizes.append(max_len)
+        return original(cls, model_, batch_size, max_len)
+
+    monkeypatch.setattr(KVCache, "for_model", classmethod(spy))
+    idx = torch.randint(0, V, (1, 3))
+    expected = generate_text_simple(model, idx, 4, context_size=CTX)
+    assert torch.equal(generate(model, idx, 4), expected)
+    assert torch.equal(generate(model, idx, 2 * CTX)[:, :7], expected)  # a long run still gets the whole window
+    assert sizes == [3 + 4, CTX]
+
+
 def test_cached_logits_match_full_forward_every_step(model):
     ids = torch.randint(0, V, (2, CTX))
     cache = KVCache.for_model(model, batch_size=2)

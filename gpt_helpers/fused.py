@@ -76,7 +76,8 @@ def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     if weight.stride() == (1, d_out) and 2 <= parts and d_in % parts == 0 and rows <= SplitLinear.max_rows:
         if x.device.type == "cpu":  # the slabs are for CPU threads
             k = d_in // parts
-            x_parts = x.reshape(rows, parts, k).transpose(0, 1)  # (P, M, k): slab p of every row
+            # (P, M, k): slab p of every row; for one row that is just a view
+            x_parts = x.reshape(parts, 1, k) if rows == 1 else x.reshape(rows, parts, k).transpose(0, 1)
             w_parts = weight.as_strided((parts, k, d_out), (k * d_out, d_out, 1))  # (P, k, out): slab p of W^T
             y = torch.bmm(x_parts, w_parts).sum(0)  # (P, M, out) -> (M, out)
             return y if bias is None else y.add_(bias)

@@ -225,7 +225,7 @@ def main() -> None:
     for shape, (_, r_taught) in ratios.items():
         print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")
 
-    bench_qwen3(args)  # the Llama 3 / Qwen3 family of notebook 09
+    bench_qwen3(args, bandwidth)  # the Llama 3 / Qwen3 family of notebook 09
 
 
 def build_qwen3_pair(seed: int, tiny: bool = False):
@@ -252,7 +252,7 @@ def build_qwen3_pair(seed: int, tiny: bool = False):
     return hf, ours
 
 
-def bench_qwen3(args) -> None:
+def bench_qwen3(args, bandwidth: float) -> None:
     """The Qwen3 family: LlamaQwenModel against Hugging Face Qwen3ForCausalLM on the same random weights."""
     import copy
 
@@ -287,10 +287,16 @@ def bench_qwen3(args) -> None:
     if not same:
         raise SystemExit("the Qwen3 models disagree, so their timings are not comparable; fix that first")
     med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
-    print(f"generation, {n} new tokens (tokens/s):")
-    print(f"  ours, KV cache (generate):         {n / med['ours']:8.1f}")
-    print(f"  ours, KV cache, taught modules:    {n / med['taught']:8.1f}")
-    print(f"  Hugging Face generate(use_cache):  {n / med['hf']:8.1f}")
+    per_token = weight_bytes_per_token(ours)
+    ceiling = bandwidth / per_token  # the GPT-2 run's bandwidth; see weight_bytes_per_token for what counts
+    print(
+        f"ceiling: {bandwidth / 2**30:.1f} GiB/s (measured above) / {per_token / 2**20:.1f} MiB of weights per token "
+        f"= {ceiling:.1f} tokens/s"
+    )
+    print(f"generation, {n} new tokens (tokens/s, share of the ceiling):")
+    print(f"  ours, KV cache (generate):         {n / med['ours']:8.1f}   {n / med['ours'] / ceiling:4.0%}")
+    print(f"  ours, KV cache, taught modules:    {n / med['taught']:8.1f}   {n / med['taught'] / ceiling:4.0%}")
+    print(f"  Hugging Face generate(use_cache):  {n / med['hf']:8.1f}   {n / med['hf'] / ceiling:4.0%}")
     ids = torch.randint(0, c.vocab_size, (1, 512), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         reference = hf(ids).logits

@@ -5,8 +5,9 @@ optimize_for_inference: fused LayerNorm/GELU kernels, column-major weights, thre
 matrix-vector products, Q/K/V in one buffer and a lean one-token step; and also with the modules
 exactly as taught) and of Hugging Face's
 generate(use_cache=True, do_sample=False); forward latency for (1, 1024) and (8, 256); and the
-ratios. It also measures this machine's memory read bandwidth in the same run and prints the
-decoding ceiling it sets (weights read per token / bandwidth) with each decoder's share of it.
+ratios. It also measures this machine's memory read bandwidth in the same run, before and after
+every decoder run, and prints the decoding ceiling it sets (weights read per token / bandwidth)
+with each decoder's share of it.
 Then the same for a small Qwen3-family model (notebook 09's LlamaQwenModel) against
 Qwen3ForCausalLM. Each figure is the median of --repeats runs. Run it on a quiet machine:
     python benchmarks/bench_generation.py
@@ -25,35 +26,56 @@ import torch
 
 def median_times(fns: dict, repeats: int, warmup: int = 1) -> dict:
     """Median wall-clock seconds of each fn, run round-robin so drifts in machine speed hit all alike."""
+    return {name: statistics.median(ts) for name, ts in timed_rounds(fns, repeats, warmup).items()}
+
+
+def timed_rounds(fns: dict, repeats: int, warmup: int = 1, probe=None) -> dict:
+    """Wall-clock seconds of each fn in each of `repeats` round-robin rounds, {name: [seconds per round]}.
+
+    With a probe (a function returning a read bandwidth), it also runs before the first fn of every
+    round and after every fn, and the result gains {"bandwidth " + name: [bandwidth around each run]}:
+    the mean of the probes just before and just after that run, so each run has the ceiling of its moment.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
+    around = {f"bandwidth {name}": [] for name in fns} if probe is not None else {}
     for _ in range(repeats):
+        before = probe() if probe is not None else None
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            if probe is not None:
+                after = probe()
+                around[f"bandwidth {name}"].append((before + after) / 2)
+                before = after
+    return times | around
 
 
 def read_bandwidth_probe(mib: int, passes: int):
     """A function that times `passes` sum() passes over a float32 tensor of `mib` MiB, and the list it fills.
 
     sum() reads every byte once and computes almost nothing, with torch's threads (the decoders'
-    threads), so its speed is the machine's read bandwidth. The caller runs the function among the
-    decoders (round-robin), so a busy moment slows both alike; the figure is the median pass.
+    threads), so its speed is the machine's read bandwidth. Each call returns the bandwidth of its
+    median pass (bytes/s); the list keeps every pass's seconds. The caller runs it between the
+    decoders' runs (timed_rounds), so each run is compared with the bandwidth of its own moment.
     """
     data = torch.ones(mib * 2**20 // 4)  # written once here, so its pages exist before the first pass
+    nbytes = data.numel() * data.element_size()
     seconds = []
 
-    def probe():
+    def probe() -> float:
+        passes_now = []
         for _ in range(passes):
             start = time.perf_counter()
             data.sum()
-            seconds.append(time.perf_counter() - start)
+            passes_now.append(time.perf_counter() - start)
+        seconds.extend(passes_now)
+        return nbytes / statistics.median(passes_now)
 
-    return probe, seconds, data.numel() * data.element_size()
+    return probe, seconds, nbytes
 
 
 def weight_bytes_per_token(model: torch.nn.Module) -> int:
@@ -154,21 +176,31 @@ def main() -> None:
             generate_text_simple(ours, prompt, n, context_size=ours.cfg.context_length)
 
     probe, probe_seconds, probe_bytes = read_bandwidth_probe(args.bandwidth_mib, args.bandwidth_passes)
-    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught, "bandwidth": probe}, args.repeats)
-    t_hf, t_ours, t_taught = med["hf"], med["ours"], med["taught"]
-    t_naive = median_times({"naive": run_naive, "bandwidth": probe}, args.naive_repeats, warmup=0)["naive"]
+    runs = timed_rounds({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats, probe=probe)
+    runs |= timed_rounds({"naive": run_naive}, args.naive_repeats, warmup=0, probe=probe)
+    t_hf, t_ours, t_taught, t_naive = (statistics.median(runs[k]) for k in ("hf", "ours", "taught", "naive"))
     bandwidth = probe_bytes / statistics.median(probe_seconds)  # bytes/s
 
     per_token = weight_bytes_per_token(ours)
     if per_token != weight_bytes_per_token(hf):
         raise SystemExit("the two models read different numbers of weight bytes per token; check the count")
     ceiling = bandwidth / per_token  # tokens/s if a step did nothing but read the weights once
+
+    def share(name: str) -> float:
+        """Median over the runs of tokens/s / the ceiling of that run's moment (probes just before and after)."""
+        return statistics.median(
+            n / seconds / (bw / per_token) for seconds, bw in zip(runs[name], runs[f"bandwidth {name}"], strict=True)
+        )
+
+    shares = {name: share(name) for name in ("naive", "ours", "taught", "hf")}
+    moment = [bw for name in ("hf", "ours", "taught") for bw in runs[f"bandwidth {name}"]]
     kv = kv_cache_bytes_per_position(ours) * (prompt.shape[1] + (n + 1) / 2)  # average position in this run
     c = ours.cfg
     print(
         f"\nmemory read bandwidth: {bandwidth / 2**30:.1f} GiB/s = median of {len(probe_seconds)} passes of "
         f"sum() over {args.bandwidth_mib} MiB of float32, {torch.get_num_threads()} threads, "
-        f"{args.bandwidth_passes} passes per round among the decoders"
+        f"{args.bandwidth_passes} passes before and after every decoder run; around the runs it ranged "
+        f"{min(moment) / 2**30:.1f}-{max(moment) / 2**30:.1f} GiB/s"
     )
     print(
         f"weights read per generated token (batch 1, float32): {per_token / 2**20:.1f} MiB = "
@@ -183,11 +215,17 @@ def main() -> None:
     )
     print(f"ceiling: {bandwidth / 2**30:.1f} GiB/s / {per_token / 2**20:.1f} MiB = {ceiling:.1f} tokens/s")
 
-    print(f"\ngeneration, {n} new tokens from a 4-token prompt (tokens/s, share of the ceiling):")
-    print(f"  naive loop (generate_text_simple): {n / t_naive:8.1f}   {n / t_naive / ceiling:4.0%}")
-    print(f"  ours, KV cache (generate):         {n / t_ours:8.1f}   {n / t_ours / ceiling:4.0%}")
-    print(f"  ours, KV cache, taught modules:    {n / t_taught:8.1f}   {n / t_taught / ceiling:4.0%}")
-    print(f"  Hugging Face generate(use_cache):  {n / t_hf:8.1f}   {n / t_hf / ceiling:4.0%}")
+    print(f"\ngeneration, {n} new tokens from a 4-token prompt: tokens/s (median), share of the ceiling")
+    print("  (share: median over the runs of each run's tokens/s over the ceiling measured just before and after it;")
+    print("   in brackets, the median tokens/s over the ceiling above)")
+    rows = [
+        ("naive loop (generate_text_simple):", t_naive, "naive"),
+        ("ours, KV cache (generate):", t_ours, "ours"),
+        ("ours, KV cache, taught modules:", t_taught, "taught"),
+        ("Hugging Face generate(use_cache):", t_hf, "hf"),
+    ]
+    for label, seconds, name in rows:
+        print(f"  {label:35s}{n / seconds:8.1f}   {shares[name]:4.0%}   ({n / seconds / ceiling:4.0%})")
 
     print("\nforward latency (ms):")
     ratios = {}
@@ -213,14 +251,14 @@ def main() -> None:
     print("\nratios (> 1 means ours is faster):")
     if args.tiny:
         print("  (tiny model: the targets are for GPT-2 124M, so these ratios say nothing about them)")
-    print(f"  ours cached / ceiling tokens/s:        {n / t_ours / ceiling:5.2f}    (target >= 0.8, goal 0.9)")
+    print(f"  ours cached / ceiling tokens/s:        {shares['ours']:5.2f}    (target >= 0.8, goal 0.9)")
     print(f"  ours cached / Hugging Face tokens/s:   {t_hf / t_ours:5.2f}x   (target >= 1.2)")
     print(f"  ours cached / naive loop tokens/s:     {t_naive / t_ours:5.2f}x   (target >= 5)")
     for shape, (r, _) in ratios.items():
         print(f"  forward {shape}: Hugging Face time / ours: {r:5.2f}x   (target >= 1.0)")
-    print(f"  Hugging Face cached / ceiling tokens/s: {n / t_hf / ceiling:5.2f}")
+    print(f"  Hugging Face cached / ceiling tokens/s: {shares['hf']:5.2f}")
     print("  with the taught modules as they are (no optimize_for_inference):")
-    print(f"    cached / ceiling tokens/s:           {n / t_taught / ceiling:5.2f}")
+    print(f"    cached / ceiling tokens/s:           {shares['taught']:5.2f}")
     print(f"    cached / Hugging Face tokens/s:      {t_hf / t_taught:5.2f}x")
     for shape, (_, r_taught) in ratios.items():
         print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")

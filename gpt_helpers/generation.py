@@ -127,8 +127,10 @@ def stream_generate(
         # Each step runs in eval mode without autograd; the caller's mode is restored before every yield,
         # so the caller's loop body runs with its own grad mode and train/eval mode (a generator that
         # yielded inside `with torch.inference_mode():` would leak that mode into the caller's code).
+        # The mode is switched only when needed: eval()/train() visit every module (~0.5 ms for GPT-2).
         was_training = model.training
-        model.eval()
+        if was_training:
+            model.eval()
         try:
             with torch.inference_mode():
                 if cache is not None and step > 0 and cache.length < context_size:
@@ -146,7 +148,8 @@ def stream_generate(
                     finished |= next_id.squeeze(1) == eos_id
                 tokens[:, length] = next_id.squeeze(1)
         finally:
-            model.train(was_training)
+            if was_training:
+                model.train()
         length += 1
         yield next_id.clone()  # cloned outside inference mode: a normal tensor the caller may use freely
         if eos_id is not None and bool(finished.all()):

@@ -53,6 +53,15 @@ def test_parameters_are_shared_not_copied():
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_model().parameters())
 
 
+DEFAULT_MIN_BYTES = SplitLinear.min_bytes  # read before the fixture below lowers it
+
+
+@pytest.fixture(autouse=True)
+def split_small_layers(monkeypatch):
+    """Let SplitLinear split the small layers of these tests (by default only weights >= min_bytes split)."""
+    monkeypatch.setattr(SplitLinear, "min_bytes", 0)
+
+
 @pytest.fixture
 def two_threads():
     """Run with two intra-op threads, so SplitLinear has two slabs to split into."""
@@ -89,6 +98,19 @@ def test_split_linear_matches_linear(two_threads, bmm_calls, bias, shape, split)
     assert fast(x).shape == (*shape[:-1], 40)
     # up to max_rows rows take the split path: one bmm with a slab of 32 input features per thread
     assert bmm_calls == ([(2, math.prod(shape[:-1]), 32)] * 2 if split else [])
+
+
+def test_split_linear_splits_only_weights_worth_it(two_threads, bmm_calls, monkeypatch):
+    monkeypatch.setattr(SplitLinear, "min_bytes", DEFAULT_MIN_BYTES)
+    assert DEFAULT_MIN_BYTES == 4 * 2**20
+    for d_out, split in [(2048, False), (4096, True)]:  # 256 x 2048 floats are 2 MiB, x 4096 are 4 MiB
+        fast = SplitLinear(256, d_out)
+        column_major_(fast.weight)
+        x = torch.randn(1, 256)
+        bmm_calls.clear()
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), F.linear(x, fast.weight, fast.bias))
+        assert bmm_calls == ([(2, 1, 128)] if split else [])
 
 
 def test_split_linear_falls_back_when_it_cannot_split(two_threads, bmm_calls):

@@ -57,3 +57,20 @@ def test_weight_bytes_per_token_counts_what_one_decoding_step_reads():
     assert bench.weight_bytes_per_token(untied) == 4 * (123_653_376 + 2 * 768)
     # attention reads, per earlier position, one key and one value row of 768 floats in each of 12 blocks
     assert bench.kv_cache_bytes_per_position(tied) == 2 * 12 * 768 * 4
+
+
+def test_each_run_gets_the_bandwidth_measured_just_before_and_after_it():
+    bench = load_script()
+    order = []
+    readings = iter(range(100, 200, 10))  # the probe reads 100, 110, 120, ... in turn
+
+    def probe():
+        order.append("probe")
+        return next(readings)
+
+    fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    runs = bench.timed_rounds(fns, repeats=2, warmup=0, probe=probe)
+    assert order == ["probe", "a", "probe", "b", "probe"] * 2
+    assert len(runs["a"]) == len(runs["b"]) == 2
+    # round 1 reads 100 | a | 110 | b | 120, round 2 reads 130 | a | 140 | b | 150
+    assert runs["bandwidth a"] == [105, 135] and runs["bandwidth b"] == [115, 145]

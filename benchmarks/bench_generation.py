@@ -24,11 +24,6 @@ import time
 import torch
 
 
-def median_times(fns: dict, repeats: int, warmup: int = 1) -> dict:
-    """Median wall-clock seconds of each fn, run round-robin so drifts in machine speed hit all alike."""
-    return {name: statistics.median(ts) for name, ts in timed_rounds(fns, repeats, warmup).items()}
-
-
 def timed_rounds(fns: dict, repeats: int, warmup: int = 1, probe=None) -> dict:
     """Wall-clock seconds of each fn in each of `repeats` round-robin rounds, {name: [seconds per round]}.
 
@@ -341,7 +336,8 @@ def bench_qwen3(args, bandwidth: float) -> None:
     print(f"greedy continuations identical ({n} tokens): {same}")
     if not same:
         raise SystemExit("the Qwen3 models disagree, so their timings are not comparable; fix that first")
-    med = median_times({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
+    rounds = timed_rounds({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats)
+    med = {name: statistics.median(seconds) for name, seconds in rounds.items()}
     per_token = weight_bytes_per_token(ours)
     ceiling = bandwidth / per_token  # the GPT-2 run's bandwidth; see weight_bytes_per_token for what counts
     print(
@@ -357,18 +353,20 @@ def bench_qwen3(args, bandwidth: float) -> None:
         reference = hf(ids).logits
         torch.testing.assert_close(ours(ids), reference, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(taught(ids), reference, atol=1e-4, rtol=1e-4)
-        fwd = median_times(
+        fwd_rounds = timed_rounds(
             {"ours": lambda: ours(ids), "hf": lambda: hf(ids), "taught": lambda: taught(ids)}, args.repeats
         )
+    fwd = {name: statistics.median(seconds) for name, seconds in fwd_rounds.items()}
     print(
         f"forward latency (1, 512), ms: ours {fwd['ours'] * 1000:.1f}   Hugging Face {fwd['hf'] * 1000:.1f}   "
         f"taught modules {fwd['taught'] * 1000:.1f}"
     )
-    print(f"  Qwen3 ours cached / Hugging Face tokens/s:  {med['hf'] / med['ours']:5.2f}x   (goal: no slower)")
-    print(f"  Qwen3 forward (1, 512): Hugging Face time / ours: {fwd['hf'] / fwd['ours']:5.2f}x")
-    print(
-        f"  Qwen3 taught modules: cached {med['hf'] / med['taught']:5.2f}x, forward {fwd['hf'] / fwd['taught']:5.2f}x"
-    )
+    # ratios: medians of the rounds' ratios, as for GPT-2
+    cached, forward = paired_ratio(rounds["hf"], rounds["ours"]), paired_ratio(fwd_rounds["hf"], fwd_rounds["ours"])
+    print(f"  Qwen3 ours cached / Hugging Face tokens/s:  {cached:5.2f}x   (goal: no slower)")
+    print(f"  Qwen3 forward (1, 512): Hugging Face time / ours: {forward:5.2f}x")
+    cached, forward = (paired_ratio(r["hf"], r["taught"]) for r in (rounds, fwd_rounds))
+    print(f"  Qwen3 taught modules: cached {cached:5.2f}x, forward {forward:5.2f}x")
 
 
 if __name__ == "__main__":

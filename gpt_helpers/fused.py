@@ -96,7 +96,8 @@ class SplitLinear(nn.Linear):
     Decoding one token multiplies a single row by every weight matrix: the time goes into reading
     the weights from memory, and one matrix-vector product runs on one core. Stored column-major,
     W^T (in, out) cuts into `parts` contiguous slabs of in/parts rows; torch.bmm runs one slab per
-    thread and the partial sums are added. More rows (prefill, training) go to F.linear as usual.
+    thread and the partial sums are added. More rows (prefill, training) and weights smaller than
+    min_bytes go to F.linear as usual.
     """
 
     max_rows = 16  # above this, a matrix-matrix product keeps every core busy on its own

@@ -127,7 +127,8 @@ def stream_generate(
         # Each step runs in eval mode without autograd; the caller's mode is restored before every yield,
         # so the caller's loop body runs with its own grad mode and train/eval mode (a generator that
         # yielded inside `with torch.inference_mode():` would leak that mode into the caller's code).
-        # The mode is switched only when needed: eval()/train() visit every module (~0.5 ms for GPT-2).
+        # The mode is switched only when model.training says so: eval() and train() each visit every module
+        # (~0.5 ms for GPT-2, 4% of a step), so a model already in eval mode is left as it is.
         was_training = model.training
         if was_training:
             model.eval()

@@ -108,7 +108,7 @@ def build_pair(seed: int, tiny: bool = False):
     from transformers.utils import logging
 
     from gpt_helpers import GPTModel
-    from gpt_helpers.weights import config_from_hf_state_dict, load_hf_gpt2_weights
+    from gpt_helpers.checkpoints.weights import config_from_hf_state_dict, load_hf_gpt2_weights
 
     logging.set_verbosity_error()
     torch.manual_seed(seed)
@@ -282,7 +282,7 @@ def build_qwen3_pair(seed: int, tiny: bool = False):
     from transformers import Qwen3Config, Qwen3ForCausalLM
     from transformers.utils import logging
 
-    from gpt_helpers.weights import load_hf_checkpoint
+    from gpt_helpers import load_hf_checkpoint
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()

@@ -1,12 +1,37 @@
-"""gpt_helpers: the reusable code of the course GPT from scratch (从零实现 GPT)."""
+"""gpt_helpers: the reusable code of the course GPT from scratch (从零实现 GPT).
 
-from .attention import KVCache, LayerKVCache, MultiHeadAttention
-from .block import TransformerBlock
-from .config import GPT2_PRESETS, GPTConfig
-from .demo import ZEN_CONFIG, ZenRun, train_zen_model, zen_of_python
-from .feed_forward import GELU, FeedForward
-from .fused import optimize_for_inference, use_fused_kernels
-from .generation import (
+The subpackages follow the course: gpt2 (part 1, notebooks 01-05), text and training (part 2,
+06-08), families and inside (part 3, 09-10), checkpoints (reading files), speed (optimize_for_inference).
+Every public name is importable from gpt_helpers itself.
+"""
+
+import sys as _sys
+
+from . import checkpoints, families, gpt2, inside, speed, text, training
+from .checkpoints.hf import load_hf_checkpoint, load_hf_tokenizer, model_from_hf_config
+from .checkpoints.weights import (
+    download_gpt2_safetensors,
+    load_book_model,
+    load_gpt2_safetensors,
+    read_pth_state_dict,
+    read_safetensors,
+)
+from .families.gqa import GroupedQueryAttention
+from .families.llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
+from .families.rms_norm import RMSNorm
+from .families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
+from .families.swiglu import SwiGLUFeedForward
+from .gpt2.attention import KVCache, LayerKVCache, MultiHeadAttention
+from .gpt2.block import TransformerBlock
+from .gpt2.config import GPT2_PRESETS, GPTConfig
+from .gpt2.feed_forward import GELU, FeedForward
+from .gpt2.model import GPTModel, count_parameters, model_size_mib, parameter_breakdown
+from .gpt2.normalization import LayerNorm
+from .gpt2.shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
+from .inside.interpret import attention_weights, logit_lens, token_labels
+from .plotting import setup_plotting
+from .speed.fused import optimize_for_inference, use_fused_kernels
+from .text.generation import (
     apply_temperature,
     generate,
     generate_text_simple,
@@ -14,19 +39,8 @@ from .generation import (
     top_k_filter,
     top_p_filter,
 )
-from .gqa import GroupedQueryAttention
-from .hf_checkpoint import load_hf_checkpoint, load_hf_tokenizer, model_from_hf_config
-from .interpret import attention_weights, logit_lens, token_labels
-from .llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
-from .model import GPTModel, count_parameters, model_size_mib, parameter_breakdown
-from .normalization import LayerNorm
-from .plotting import setup_plotting
-from .rms_norm import RMSNorm
-from .rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
-from .shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
-from .swiglu import SwiGLUFeedForward
-from .tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids, token_ids_to_text
-from .training import (
+from .text.tokenizer import END_OF_TEXT_ID, get_gpt2_tokenizer, text_to_token_ids, token_ids_to_text
+from .training.loop import (
     CONFIG_METADATA_KEY,
     TokenWindowDataset,
     calc_loss_batch,
@@ -36,15 +50,42 @@ from .training import (
     save_model,
     train_model,
 )
+from .training.zen import ZEN_CONFIG, ZenRun, train_zen_model, zen_of_python
+
+# The modules used to sit side by side in gpt_helpers/ (up to 2026-12); old imports such as
+# `from gpt_helpers.weights import load_gpt2_safetensors` keep working through these aliases.
+_OLD_MODULE_PATHS = {
+    "attention": gpt2.attention,
+    "block": gpt2.block,
+    "config": gpt2.config,
+    "demo": training.zen,
+    "feed_forward": gpt2.feed_forward,
+    "fused": speed.fused,
+    "generation": text.generation,
+    "gqa": families.gqa,
+    "hf_checkpoint": checkpoints.hf,
+    "interpret": inside.interpret,
+    "llama_qwen": families.llama_qwen,
+    "model": gpt2.model,
+    "normalization": gpt2.normalization,
+    "rms_norm": families.rms_norm,
+    "rope": families.rope,
+    "shortcut": gpt2.shortcut,
+    "swiglu": families.swiglu,
+    "tokenizer": text.tokenizer,
+    "weights": checkpoints.weights,
+}
+for _old, _module in _OLD_MODULE_PATHS.items():
+    _sys.modules[f"{__name__}.{_old}"] = _module
+    globals()[_old] = _module
 
 __all__ = [
     "CONFIG_METADATA_KEY",
     "END_OF_TEXT_ID",
-    "GELU",
-    "GPT2_PRESETS",
-    "ZEN_CONFIG",
     "ExampleDeepNeuralNetwork",
     "FeedForward",
+    "GELU",
+    "GPT2_PRESETS",
     "GPTConfig",
     "GPTModel",
     "GroupedQueryAttention",
@@ -61,6 +102,7 @@ __all__ = [
     "SwiGLUFeedForward",
     "TokenWindowDataset",
     "TransformerBlock",
+    "ZEN_CONFIG",
     "ZenRun",
     "apply_rope",
     "apply_temperature",
@@ -69,12 +111,15 @@ __all__ = [
     "calc_loss_loader",
     "count_parameters",
     "create_dataloader",
+    "download_gpt2_safetensors",
     "generate",
     "generate_text_simple",
     "get_gpt2_tokenizer",
     "layer_gradient_means",
     "llama3_scaled_frequencies",
     "llama_qwen_parameter_breakdown",
+    "load_book_model",
+    "load_gpt2_safetensors",
     "load_hf_checkpoint",
     "load_hf_tokenizer",
     "load_model",
@@ -83,6 +128,8 @@ __all__ = [
     "model_size_mib",
     "optimize_for_inference",
     "parameter_breakdown",
+    "read_pth_state_dict",
+    "read_safetensors",
     "rope_frequencies",
     "rotate_half",
     "save_model",

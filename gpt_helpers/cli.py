@@ -48,11 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(weights: str | None, seed: int, out):
-    from .config import GPTConfig
-    from .fused import optimize_for_inference
-    from .model import GPTModel
-    from .training import CONFIG_METADATA_KEY, load_model
-    from .weights import load_hf_checkpoint, read_safetensors_metadata
+    from .checkpoints.hf import load_hf_checkpoint
+    from .checkpoints.weights import read_safetensors_metadata
+    from .gpt2.config import GPTConfig
+    from .gpt2.model import GPTModel
+    from .speed.fused import optimize_for_inference
+    from .training.loop import CONFIG_METADATA_KEY, load_model
 
     if weights is None:
         print(
@@ -73,9 +74,9 @@ def _load_model(weights: str | None, seed: int, out):
 
 
 def _generate(args, out, err) -> int:
-    from .generation import stream_generate
-    from .hf_checkpoint import tokenizer_for_checkpoint
-    from .tokenizer import END_OF_TEXT_ID, text_to_token_ids
+    from .checkpoints.hf import tokenizer_for_checkpoint
+    from .text.generation import stream_generate
+    from .text.tokenizer import END_OF_TEXT_ID, text_to_token_ids
 
     model = _load_model(args.weights, args.seed, err)
     tokenizer = tokenizer_for_checkpoint(args.weights)  # tokenizer.json beside the weights, else GPT-2's

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"^# Same code as (gpt_helpers/\w+\.py)\b")
+MARKER = re.compile(r"^# Same code as (gpt_helpers/(?:\w+/)?\w+\.py)\b")
 
 
 @dataclass

@@ -8,8 +8,8 @@ import torch
 from helpers import hf_gpt2
 
 from gpt_helpers import generate, text_to_token_ids, token_ids_to_text
+from gpt_helpers.checkpoints.weights import load_gpt2_safetensors
 from gpt_helpers.cli import main
-from gpt_helpers.weights import load_gpt2_safetensors
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def _header_len(data: bytes) -> int:
 
 def test_weights_written_by_save_model(tmp_path, capsys):
     from gpt_helpers import GPTConfig, GPTModel, save_model
-    from gpt_helpers.training import load_model
+    from gpt_helpers.training.loop import load_model
 
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0))

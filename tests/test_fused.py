@@ -10,10 +10,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from gpt_helpers import KVCache, generate
-from gpt_helpers.attention import MultiHeadAttention
-from gpt_helpers.block import TransformerBlock
-from gpt_helpers.feed_forward import GELU
-from gpt_helpers.fused import (
+from gpt_helpers.gpt2.attention import MultiHeadAttention
+from gpt_helpers.gpt2.block import TransformerBlock
+from gpt_helpers.gpt2.feed_forward import GELU
+from gpt_helpers.gpt2.normalization import LayerNorm
+from gpt_helpers.speed.fused import (
     FusedBlock,
     FusedGELU,
     FusedLayerNorm,
@@ -23,7 +24,6 @@ from gpt_helpers.fused import (
     stack_qkv_,
     use_fused_kernels,
 )
-from gpt_helpers.normalization import LayerNorm
 
 
 def test_fused_model_matches_taught_model():

@@ -12,16 +12,17 @@ from helpers import hf_gpt2
 from safetensors.torch import load_file, save_file
 
 from gpt_helpers import GPTModel, count_parameters, generate, optimize_for_inference
-from gpt_helpers.hf_checkpoint import (
+from gpt_helpers.checkpoints.hf import (
     HF_CONFIGS,
     hf_to_llama_qwen_state_dict,
     llama_qwen_config_from_hf,
+    load_hf_checkpoint,
     load_hf_tokenizer,
+    model_from_hf_config,
     read_hf_state_dict,
 )
-from gpt_helpers.llama_qwen import LlamaQwenModel, llama_qwen_parameter_breakdown
-from gpt_helpers.tokenizer import text_to_token_ids, token_ids_to_text
-from gpt_helpers.weights import load_hf_checkpoint, model_from_hf_config
+from gpt_helpers.families.llama_qwen import LlamaQwenModel, llama_qwen_parameter_breakdown
+from gpt_helpers.text.tokenizer import text_to_token_ids, token_ids_to_text
 
 VOCAB = 211
 
@@ -525,4 +526,7 @@ def test_cli_one_line_error_for_unsupported_model_type(llama, tmp_path, capsys):
     _edit_config(folder, model_type="mistral")
     assert main(["generate", "Hi", "--weights", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: model_type 'mistral' is not supported; gpt_helpers loads gpt2, llama, qwen3"
+    assert err == (
+        "error: model_type 'mistral' is not supported; "
+        "gpt_helpers loads gpt2, llama, qwen3, deepseek_v3, gemma3_text, qwen3_next"
+    )

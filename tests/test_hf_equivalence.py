@@ -5,7 +5,7 @@ import torch
 from helpers import hf_gpt2
 
 from gpt_helpers import GPTModel, generate, generate_text_simple
-from gpt_helpers.weights import config_from_hf_state_dict, load_hf_gpt2_weights
+from gpt_helpers.checkpoints.weights import config_from_hf_state_dict, load_hf_gpt2_weights
 
 
 @pytest.fixture(scope="module")

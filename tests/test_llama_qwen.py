@@ -9,11 +9,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from gpt_helpers import KVCache, count_parameters, generate, generate_text_simple, optimize_for_inference
-from gpt_helpers.gqa import GroupedQueryAttention
-from gpt_helpers.llama_qwen import LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
-from gpt_helpers.rms_norm import RMSNorm
-from gpt_helpers.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies
-from gpt_helpers.swiglu import SwiGLUFeedForward
+from gpt_helpers.families.gqa import GroupedQueryAttention
+from gpt_helpers.families.llama_qwen import LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
+from gpt_helpers.families.rms_norm import RMSNorm
+from gpt_helpers.families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies
+from gpt_helpers.families.swiglu import SwiGLUFeedForward
 
 SMALL = LlamaQwenConfig(
     vocab_size=97,

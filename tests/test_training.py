@@ -1,4 +1,4 @@
-"""Token windows, losses, the training loop and safetensors checkpoints (gpt_helpers.training)."""
+"""Token windows, losses, the training loop and safetensors checkpoints (gpt_helpers.training.loop)."""
 
 import dataclasses
 import json
@@ -10,7 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from gpt_helpers import GPTConfig, GPTModel, get_gpt2_tokenizer
-from gpt_helpers.training import (
+from gpt_helpers.training.loop import (
     CONFIG_METADATA_KEY,
     TokenWindowDataset,
     calc_loss_batch,

@@ -8,7 +8,7 @@ from helpers import hf_gpt2
 from safetensors.torch import load_file, save_file
 
 from gpt_helpers import GPTConfig, GPTModel, generate
-from gpt_helpers.weights import (
+from gpt_helpers.checkpoints.weights import (
     config_from_hf_state_dict,
     load_book_model,
     load_gpt2_safetensors,
@@ -132,7 +132,7 @@ def test_missing_file_and_pickle_refused(tmp_path):
 
 
 def test_download_rejects_unknown_name():
-    from gpt_helpers.weights import download_gpt2_safetensors
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
 
     with pytest.raises(ValueError, match="unknown GPT-2 checkpoint"):
         download_gpt2_safetensors("gpt-5")

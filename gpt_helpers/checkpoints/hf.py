@@ -1,20 +1,24 @@
 """Load Hugging Face checkpoints (config.json + safetensors) of GPT-2, Llama and Qwen3 (notebook 09).
 
-Only safetensors files are read (no pickle, no code runs). Re-exported by gpt_helpers.weights.
+Only safetensors files are read (no pickle, no code runs). GPT-2 files go through gpt_helpers.checkpoints.weights.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 
-from .config import GPTConfig
-from .llama_qwen import LlamaQwenConfig, LlamaQwenModel
-from .model import GPTModel
-from .rope import Llama3RopeScaling
+from ..families.llama_qwen import LlamaQwenConfig, LlamaQwenModel
+from ..families.rope import Llama3RopeScaling
+from ..gpt2.config import GPTConfig
+from ..gpt2.model import GPTModel
+from ..text.tokenizer import get_gpt2_tokenizer
+from .weights import load_gpt2_safetensors, load_hf_gpt2_weights, read_safetensors
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -31,7 +35,11 @@ __all__ = [
     "tokenizer_for_checkpoint",
 ]
 
-SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen3")
+# model_type -> module of gpt_helpers.families that builds it. Each such module has
+#   config_from_hf(config: dict) -> its config, MODEL_CLASS (built from that config, in eval mode on load),
+#   state_dict_from_hf(state_dict, cfg) -> the model's own state_dict (names and shapes checked, one-line errors).
+FAMILY_MODULES = {"deepseek_v3": "deepseek_v3", "gemma3_text": "gemma3", "qwen3_next": "qwen3_next"}
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen3", *FAMILY_MODULES)
 INDEX_FILE = "model.safetensors.index.json"
 
 # The config.json files of three released models, as published with their weights (facts, kept as data).
@@ -223,11 +231,22 @@ def llama_qwen_config_from_hf(config: dict) -> LlamaQwenConfig:
     )
 
 
+def _family(model_type: str) -> ModuleType | None:
+    """The families module for a model_type of FAMILY_MODULES, else None (GPT-2, Llama and Qwen3 are built here)."""
+    name = FAMILY_MODULES.get(model_type)
+    # imported on first use: the family modules import much of the package, which imports this module
+    return None if name is None else importlib.import_module(f"..families.{name}", __package__)
+
+
 def model_from_hf_config(config: dict, device=None, dtype: torch.dtype | None = None) -> nn.Module:
-    """Build the course's model for a config.json dict: GPTModel or LlamaQwenModel (device="meta": shapes only)."""
+    """Build the course's model for a config.json dict (device="meta": shapes only)."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be the dict of a config.json, got {type(config).__name__}; see read_hf_config")
-    if _model_type(config) == "gpt2":
+    model_type = _model_type(config)
+    family = _family(model_type)
+    if family is not None:
+        cls, cfg = family.MODEL_CLASS, family.config_from_hf(config)
+    elif model_type == "gpt2":
         cls, cfg = GPTModel, gpt_config_from_hf(config)
     else:
         cls, cfg = LlamaQwenModel, llama_qwen_config_from_hf(config)
@@ -256,7 +275,6 @@ def _weights_location(path: Path) -> tuple[Path, Path]:
 
 def read_hf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint: one model.safetensors, or every shard listed in model.safetensors.index.json."""
-    from .weights import read_safetensors
 
     folder, weights = _weights_location(Path(path))
     if weights.name != INDEX_FILE:
@@ -353,7 +371,6 @@ def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) 
     `path` is the folder, its model.safetensors or its model.safetensors.index.json. A lone GPT-2
     model.safetensors without config.json is read as before (the tensor shapes tell its size).
     """
-    from .weights import load_gpt2_safetensors, load_hf_gpt2_weights
 
     folder, weights = _weights_location(Path(path))
     if not (folder / "config.json").is_file():
@@ -366,9 +383,15 @@ def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) 
     model_type = _model_type(config)
     state_dict = read_hf_state_dict(weights)
     model = model_from_hf_config(config, device="meta").to_empty(device="cpu")  # shapes only, then memory
-    if model.cfg.tie_weights:
+    if getattr(model.cfg, "tie_weights", False):
         model.out_head.weight = model.tok_emb.weight  # to_empty() breaks the tie: tie again
-    if model_type == "gpt2":
+    family = _family(model_type)
+    if family is not None:
+        own = model.state_dict()
+        with torch.no_grad():
+            for key, value in family.state_dict_from_hf(state_dict, model.cfg).items():
+                own[key].copy_(value)
+    elif model_type == "gpt2":
         load_hf_gpt2_weights(model, state_dict)
     else:
         own = model.state_dict()
@@ -457,7 +480,6 @@ def load_hf_tokenizer(path: str | Path) -> HFTokenizer:
 
 def tokenizer_for_checkpoint(path: str | Path | None):
     """The tokenizer.json beside a checkpoint if there is one, else the GPT-2 tokenizer (tiktoken)."""
-    from .tokenizer import get_gpt2_tokenizer
 
     if path is not None:
         path = Path(path)

@@ -14,10 +14,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .config import GPTConfig
-from .model import GPTModel
-from .tokenizer import text_to_token_ids
-from .weights import read_safetensors, read_safetensors_metadata
+from ..checkpoints.weights import read_safetensors, read_safetensors_metadata
+from ..gpt2.config import GPTConfig
+from ..gpt2.model import GPTModel
+from ..text.tokenizer import text_to_token_ids
 
 __all__ = [
     "CONFIG_METADATA_KEY",

@@ -10,9 +10,9 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader
 
-from .config import GPTConfig
-from .model import GPTModel
-from .training import _check_positive_int, create_dataloader, train_model
+from ..gpt2.config import GPTConfig
+from ..gpt2.model import GPTModel
+from .loop import _check_positive_int, create_dataloader, train_model
 
 __all__ = ["ZEN_CONFIG", "ZenRun", "zen_of_python", "train_zen_model"]
 

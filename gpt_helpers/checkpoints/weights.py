@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .config import GPT2_PRESETS, GPTConfig
-from .hf_checkpoint import load_hf_checkpoint, model_from_hf_config  # noqa: F401 (GPT-2, Llama, Qwen3: notebook 09)
-from .model import GPTModel
+from ..gpt2.config import GPT2_PRESETS, GPTConfig
+from ..gpt2.model import GPTModel
 
 __all__ = [
     "read_safetensors",
@@ -99,7 +98,7 @@ def _read_header(path: Path) -> tuple[dict, int]:
         if known is not None:
             fix = "pass a .safetensors checkpoint"
             if _is_torch_save(head):
-                fix += " (a state_dict saved with torch.save loads with gpt_helpers.weights.load_book_model)"
+                fix += " (a state_dict saved with torch.save loads with gpt_helpers.load_book_model)"
             raise ValueError(f"{path} is {known}, not a safetensors file; {fix}")
         if size < 8:
             raise ValueError(f"{path} is truncated: {size} bytes, too short for a safetensors header; {_REDOWNLOAD}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import LayerKVCache
+from ..gpt2.attention import LayerKVCache
 from .rms_norm import RMSNorm
 from .rope import apply_rope
 

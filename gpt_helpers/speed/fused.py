@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import LayerKVCache, MultiHeadAttention
-from .block import TransformerBlock
-from .feed_forward import GELU
-from .normalization import LayerNorm
+from ..gpt2.attention import LayerKVCache, MultiHeadAttention
+from ..gpt2.block import TransformerBlock
+from ..gpt2.feed_forward import GELU
+from ..gpt2.normalization import LayerNorm
 
 __all__ = [
     "FusedLayerNorm",

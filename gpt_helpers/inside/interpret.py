@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .attention import MultiHeadAttention
-from .model import check_token_ids
-from .tokenizer import get_gpt2_tokenizer
+from ..gpt2.attention import MultiHeadAttention
+from ..gpt2.model import check_token_ids
+from ..text.tokenizer import get_gpt2_tokenizer
 
 __all__ = ["attention_weights", "logit_lens", "token_labels"]
 

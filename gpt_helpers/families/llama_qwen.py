@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .attention import KVCache, LayerKVCache
+from ..gpt2.attention import KVCache, LayerKVCache
+from ..gpt2.model import check_token_ids, count_parameters
 from .gqa import GroupedQueryAttention
-from .model import check_token_ids, count_parameters
 from .rms_norm import RMSNorm
 from .rope import Llama3RopeScaling, RoPE
 from .swiglu import SwiGLUFeedForward

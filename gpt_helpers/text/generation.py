@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .attention import KVCache
+from ..gpt2.attention import KVCache
 
 __all__ = ["generate_text_simple", "apply_temperature", "top_k_filter", "top_p_filter", "generate", "stream_generate"]
 

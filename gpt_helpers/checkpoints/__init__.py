@@ -1,0 +1,53 @@
+"""Reading checkpoint files safely: safetensors, the book's .pth files, Hugging Face checkpoints."""
+
+from .hf import (
+    HF_CONFIGS,
+    SUPPORTED_MODEL_TYPES,
+    HFTokenizer,
+    gpt_config_from_hf,
+    hf_to_llama_qwen_state_dict,
+    llama_qwen_config_from_hf,
+    load_hf_checkpoint,
+    load_hf_tokenizer,
+    model_from_hf_config,
+    read_hf_config,
+    read_hf_state_dict,
+    tokenizer_for_checkpoint,
+)
+from .weights import (
+    config_from_hf_state_dict,
+    download_gpt2_safetensors,
+    hf_to_gpt_state_dict,
+    load_book_model,
+    load_gpt2_safetensors,
+    load_hf_gpt2_weights,
+    read_pth_state_dict,
+    read_safetensors,
+    read_safetensors_metadata,
+    resolve_checkpoint_path,
+)
+
+__all__ = [
+    "read_safetensors",
+    "read_safetensors_metadata",
+    "resolve_checkpoint_path",
+    "read_pth_state_dict",
+    "load_book_model",
+    "config_from_hf_state_dict",
+    "hf_to_gpt_state_dict",
+    "load_hf_gpt2_weights",
+    "load_gpt2_safetensors",
+    "download_gpt2_safetensors",
+    "SUPPORTED_MODEL_TYPES",
+    "HF_CONFIGS",
+    "read_hf_config",
+    "gpt_config_from_hf",
+    "llama_qwen_config_from_hf",
+    "model_from_hf_config",
+    "read_hf_state_dict",
+    "hf_to_llama_qwen_state_dict",
+    "load_hf_checkpoint",
+    "HFTokenizer",
+    "load_hf_tokenizer",
+    "tokenizer_for_checkpoint",
+]

@@ -1,7 +1,8 @@
-"""KVCache.for_model sizes the cache from the model's config (query heads or key/value heads)."""
+"""KVCache: sizes from the model's config (query heads or key/value heads), nbytes, and models that make their own cache."""
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -26,3 +27,61 @@ def test_for_model_uses_n_kv_heads_when_the_config_has_it():
     assert len(cache.layers) == 3
     assert cache.layers[0].keys.shape == (1, 2, 5, 16)  # (B, n_kv_heads, max_len, head_dim)
     assert cache.layers[0].keys.dtype == torch.float64  # follows the model's parameters
+
+
+def test_nbytes_counts_every_key_and_value_element():
+    """nbytes = 2 tensors x layers x B x H x max_len x head_dim x bytes per element."""
+    cache = KVCache(3, 2, 4, 8, 5, dtype=torch.bfloat16)
+    assert cache.layers[0].nbytes == 2 * 2 * 4 * 5 * 8 * 2 == 1280
+    assert cache.nbytes == 3 * 1280 == 3840
+    cfg = GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
+    cache = KVCache.for_model(GPTModel(cfg), batch_size=3, max_len=6)  # float32: 4 bytes
+    assert cache.nbytes == 2 * 2 * 3 * 4 * 6 * 4 * 4 == 4608
+    cache.layers[0].append(torch.zeros(3, 4, 2, 4), torch.zeros(3, 4, 2, 4))
+    assert cache.nbytes == 4608  # the tensors are allocated up front: filling them changes nothing
+
+
+class _ModelWithItsOwnCache(nn.Module):
+    """A stand-in for another model family: it builds its own cache object."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = SimpleNamespace(n_layers=1, n_heads=2, head_dim=4, context_length=16)
+        self.tok_emb = nn.Embedding(10, 8)
+        self.calls = []
+
+    def make_cache(self, batch_size, max_len):
+        self.calls.append((batch_size, max_len))
+        return SimpleNamespace(length=0, nbytes=0, reset=lambda: None)
+
+
+def test_for_model_returns_the_models_own_cache_when_it_has_make_cache():
+    """for_model hands over to model.make_cache(batch_size, max_len), max_len defaulting to the context."""
+    model = _ModelWithItsOwnCache()
+    cache = KVCache.for_model(model, 2, max_len=5)
+    assert not isinstance(cache, KVCache) and cache.length == 0
+    KVCache.for_model(model, batch_size=1)
+    assert model.calls == [(2, 5), (1, 16)]
+    assert isinstance(
+        KVCache.for_model(GPTModel(GPTConfig(vocab_size=10, context_length=4, emb_dim=8, n_heads=2, n_layers=1)), 1),
+        KVCache,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be at least 1, got 0"),
+        ({"batch_size": True}, TypeError, "batch_size must be an int, got bool True"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int, got float 2.0"),
+        ({"batch_size": 1, "max_len": 17}, ValueError, r"max_len must be in \[1, context_length=16\], got 17"),
+        ({"batch_size": 1, "max_len": 0}, ValueError, r"max_len must be in \[1, context_length=16\], got 0"),
+        ({"batch_size": 1, "max_len": 4.0}, TypeError, "max_len must be an int, got float 4.0"),
+    ],
+)
+def test_for_model_rejects_bad_sizes_in_one_line(kwargs, error, message):
+    """Bad sizes are rejected before any model code runs, for every kind of model."""
+    model = _ModelWithItsOwnCache()
+    with pytest.raises(error, match=f"^{message}$"):
+        KVCache.for_model(model, **kwargs)
+    assert model.calls == []

@@ -10,7 +10,7 @@ __all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
 
 
 class LayerKVCache:
-    """Keys and values of one attention layer, stored in buffers allocated once."""
+    """Keys and values of one attention layer, stored in tensors allocated once."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor):
         self.keys = keys  # (B, H, max_len, head_dim)
@@ -19,8 +19,13 @@ class LayerKVCache:
 
     @property
     def capacity(self) -> int:
-        """How many positions the buffers can hold."""
+        """How many positions the preallocated tensors can hold."""
         return self.keys.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the key and value tensors hold (all capacity positions, filled or not)."""
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write new keys/values (B, H, T, head_dim) after the stored ones; return all of them."""
@@ -34,7 +39,7 @@ class LayerKVCache:
             raise ValueError(
                 f"KV cache was made for batch size {self.keys.shape[0]}, got {k.shape[0]}; make a cache per batch size"
             )
-        # copy into the preallocated buffers: no new memory per generated token
+        # copy into the preallocated tensors: no new memory per generated token
         self.keys[:, :, self.length : end] = k
         self.values[:, :, self.length : end] = v
         self.length = end
@@ -55,13 +60,23 @@ class KVCache:
     def for_model(cls, model: nn.Module, batch_size: int, max_len: int | None = None) -> KVCache:
         """Make an empty cache that fits `model`.
 
-        `model` is a GPTModel, or any model with `tok_emb` whose `cfg` gives n_layers, n_heads (or n_kv_heads
-        with grouped-query attention), head_dim and context_length.
+        A model that defines `make_cache(batch_size, max_len)` builds its own cache (another model family's
+        layout); the result is returned as is, so `make_cache` must not call `for_model`. Otherwise `model` is a
+        GPTModel, or any model with `tok_emb` whose `cfg` gives n_layers, n_heads (or n_kv_heads with
+        grouped-query attention), head_dim and context_length.
         """
         cfg = model.cfg
         max_len = cfg.context_length if max_len is None else max_len
+        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 1 <= max_len <= cfg.context_length:
             raise ValueError(f"max_len must be in [1, context_length={cfg.context_length}], got {max_len}")
+        make_cache = getattr(model, "make_cache", None)
+        if callable(make_cache):
+            return make_cache(batch_size, max_len)
         # keys/values are stored per key/value head: (B, n_kv_heads, max_len, head_dim); with grouped-query
         # attention several query heads share one; GPTModel has one per query head (n_kv_heads = n_heads)
         n_kv_heads = getattr(cfg, "n_kv_heads", cfg.n_heads)
@@ -78,8 +93,13 @@ class KVCache:
         """Number of positions the cache can hold."""
         return self.layers[0].capacity
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the key and value tensors of all layers hold."""
+        return sum(layer.nbytes for layer in self.layers)
+
     def reset(self) -> None:
-        """Forget all cached positions (the buffers are kept and reused)."""
+        """Forget all cached positions (the tensors are kept and reused)."""
         for layer in self.layers:
             layer.length = 0
 

@@ -31,6 +31,7 @@ from .gpt2.shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
 from .inside.interpret import attention_weights, logit_lens, token_labels
 from .plotting import setup_plotting
 from .speed.fused import optimize_for_inference, use_fused_kernels
+from .speed.int8 import Int8Embedding, Int8Linear, load_int8_model, quantize_int8_, save_int8_model
 from .text.generation import (
     apply_temperature,
     generate,
@@ -80,6 +81,11 @@ for _old, _module in _OLD_MODULE_PATHS.items():
     globals()[_old] = _module
 
 __all__ = [
+    "Int8Embedding",
+    "Int8Linear",
+    "load_int8_model",
+    "quantize_int8_",
+    "save_int8_model",
     "CONFIG_METADATA_KEY",
     "END_OF_TEXT_ID",
     "ExampleDeepNeuralNetwork",

@@ -10,6 +10,16 @@ from .fused import (
     stack_qkv_,
     use_fused_kernels,
 )
+from .int8 import (
+    Int8Embedding,
+    Int8Linear,
+    dequantize_per_row,
+    int8_weight_bytes,
+    load_int8_model,
+    quantize_int8_,
+    quantize_per_row,
+    save_int8_model,
+)
 
 __all__ = [
     "FusedLayerNorm",
@@ -20,4 +30,12 @@ __all__ = [
     "stack_qkv_",
     "use_fused_kernels",
     "optimize_for_inference",
+    "quantize_per_row",
+    "dequantize_per_row",
+    "Int8Linear",
+    "Int8Embedding",
+    "quantize_int8_",
+    "int8_weight_bytes",
+    "save_int8_model",
+    "load_int8_model",
 ]

@@ -1,10 +1,90 @@
 """Part 3, notebook 09 onwards: the pieces of today's open models (RMSNorm, RoPE, SwiGLU, GQA, Llama/Qwen3)."""
 
-from .gqa import GroupedQueryAttention
-from .llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
-from .rms_norm import RMSNorm
-from .rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
-from .swiglu import SwiGLUFeedForward
+from .deepseek_v3 import (
+    DEEPSEEK_V3_CONFIG,
+    DeepSeekV3Block,
+    DeepSeekV3Config,
+    DeepSeekV3Model,
+)
+from .gated_deltanet import (
+    DeltaNetState,
+    GatedDeltaNet,
+    GatedRMSNorm,
+    ShortConvolution,
+    gated_delta_rule_chunked,
+    gated_delta_rule_recurrent,
+    l2_normalize,
+)
+from .gemma3 import (
+    GEMMA3_1B_CONFIG,
+    GeGLUFeedForward,
+    Gemma3Block,
+    Gemma3Cache,
+    Gemma3Config,
+    Gemma3Model,
+    GemmaRMSNorm,
+    LinearScaledRoPE,
+    gemma3_kv_cache_bytes,
+    gemma3_layer_types,
+)
+from .gqa import (
+    GroupedQueryAttention,
+)
+from .llama_qwen import (
+    LlamaQwenBlock,
+    LlamaQwenConfig,
+    LlamaQwenModel,
+    llama_qwen_config_from_book,
+    llama_qwen_parameter_breakdown,
+    rename_book_keys,
+)
+from .mla import (
+    LayerMLACache,
+    MLACache,
+    MultiHeadLatentAttention,
+    deinterleave,
+)
+from .qwen3_next import (
+    FULL_ATTENTION,
+    LINEAR_ATTENTION,
+    QWEN3_NEXT_80B_A3B,
+    GatedAttention,
+    Qwen3NextBlock,
+    Qwen3NextCache,
+    Qwen3NextConfig,
+    Qwen3NextModel,
+    ZeroCenteredRMSNorm,
+    apply_partial_rope,
+    hybrid_layer_types,
+    qwen3_next_cache_nbytes,
+)
+from .rms_norm import (
+    RMSNorm,
+)
+from .rope import (
+    Llama3RopeScaling,
+    RoPE,
+    apply_rope,
+    llama3_scaled_frequencies,
+    rope_frequencies,
+    rotate_half,
+)
+from .sliding_window import (
+    RingKVCache,
+    SlidingWindowAttention,
+    sliding_window_mask,
+)
+from .swiglu import (
+    SwiGLUFeedForward,
+)
+from .yarn import (
+    YarnRoPE,
+    YarnRopeScaling,
+    yarn_attention_factor,
+    yarn_frequencies,
+    yarn_mscale,
+    yarn_softmax_scale,
+)
 
 __all__ = [
     "RMSNorm",
@@ -20,4 +100,52 @@ __all__ = [
     "LlamaQwenBlock",
     "LlamaQwenModel",
     "llama_qwen_parameter_breakdown",
+    "llama_qwen_config_from_book",
+    "rename_book_keys",
+    "DEEPSEEK_V3_CONFIG",
+    "DeepSeekV3Config",
+    "DeepSeekV3Block",
+    "DeepSeekV3Model",
+    "l2_normalize",
+    "gated_delta_rule_recurrent",
+    "gated_delta_rule_chunked",
+    "ShortConvolution",
+    "GatedRMSNorm",
+    "DeltaNetState",
+    "GatedDeltaNet",
+    "GemmaRMSNorm",
+    "GeGLUFeedForward",
+    "LinearScaledRoPE",
+    "gemma3_layer_types",
+    "Gemma3Config",
+    "Gemma3Block",
+    "Gemma3Cache",
+    "Gemma3Model",
+    "gemma3_kv_cache_bytes",
+    "GEMMA3_1B_CONFIG",
+    "LayerMLACache",
+    "MLACache",
+    "deinterleave",
+    "MultiHeadLatentAttention",
+    "LINEAR_ATTENTION",
+    "FULL_ATTENTION",
+    "QWEN3_NEXT_80B_A3B",
+    "Qwen3NextConfig",
+    "hybrid_layer_types",
+    "ZeroCenteredRMSNorm",
+    "apply_partial_rope",
+    "GatedAttention",
+    "Qwen3NextBlock",
+    "Qwen3NextCache",
+    "Qwen3NextModel",
+    "qwen3_next_cache_nbytes",
+    "sliding_window_mask",
+    "RingKVCache",
+    "SlidingWindowAttention",
+    "YarnRopeScaling",
+    "yarn_mscale",
+    "yarn_frequencies",
+    "yarn_attention_factor",
+    "yarn_softmax_scale",
+    "YarnRoPE",
 ]

@@ -21,6 +21,7 @@ from .swiglu import SwiGLUFeedForward
 __all__ = [
     "LINEAR_ATTENTION",
     "FULL_ATTENTION",
+    "QWEN3_NEXT_80B_A3B",
     "Qwen3NextConfig",
     "hybrid_layer_types",
     "ZeroCenteredRMSNorm",
@@ -36,6 +37,50 @@ __all__ = [
 ]
 
 LINEAR_ATTENTION, FULL_ATTENTION = "linear_attention", "full_attention"  # the names of config.json's layer_types
+
+# The config.json published with Qwen/Qwen3-Next-80B-A3B-Instruct (facts, kept as data). Its MLP layers are all
+# mixture-of-experts (num_experts 512, mlp_only_layers empty), so config_from_hf refuses it as it is.
+QWEN3_NEXT_80B_A3B: dict = {
+    "architectures": ["Qwen3NextForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "full_attention_interval": 4,
+    "head_dim": 256,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 5120,
+    "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "linear_value_head_dim": 128,
+    "max_position_embeddings": 262144,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_next",
+    "moe_intermediate_size": 512,
+    "norm_topk_prob": True,
+    "num_attention_heads": 16,
+    "num_experts": 512,
+    "num_experts_per_tok": 10,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 2,
+    "output_router_logits": False,
+    "partial_rotary_factor": 0.25,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 10000000,
+    "router_aux_loss_coef": 0.001,
+    "shared_expert_intermediate_size": 512,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
 
 
 def hybrid_layer_types(n_layers: int, full_attention_interval: int = 4) -> tuple[str, ...]:

@@ -115,3 +115,48 @@ def test_from_dict_validates_values_and_type():
         GPTConfig.from_dict({**BOOK_124M, "n_heads": 7})
     with pytest.raises(TypeError, match="expects a dict, got list"):
         GPTConfig.from_dict([("emb_dim", 768)])
+
+
+# ---- bad input: one-line errors that name the problem and the fix ------------------------------
+
+
+@pytest.mark.parametrize("name", [124, ["gpt2"], None])
+def test_preset_name_must_be_a_str(name):
+    with pytest.raises(TypeError, match=r"GPT-2 preset name must be a str, got .*; choose one of: 124M"):
+        GPTConfig.from_preset(name)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: GPTConfig.from_preset("gpt2", n_head=16), lambda: GPTConfig().with_(n_head=16)],
+    ids=["from_preset", "with_"],
+)
+def test_unknown_override_names_it_and_suggests(call):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'n_head' \(did you mean 'n_heads'\?\); the accepted keys"):
+        call()
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -float("inf")])
+def test_drop_rate_nan_and_inf(rate):
+    with pytest.raises(ValueError, match=r"drop_rate must be in \[0, 1\)"):
+        GPTConfig(drop_rate=rate)
+
+
+def test_drop_rate_bool_and_size_float():
+    with pytest.raises(TypeError, match="drop_rate must be a float, got bool"):
+        GPTConfig(drop_rate=True)
+    with pytest.raises(TypeError, match=r"emb_dim must be an int, got float \(768.0\)"):
+        GPTConfig(emb_dim=768.0)
+
+
+def test_ensure_takes_config_and_book_dict_and_rejects_the_rest():
+    cfg = GPTConfig()
+    assert GPTConfig.ensure(cfg, "X") is cfg
+    assert GPTConfig.ensure(BOOK_124M, "X") == cfg
+    with pytest.raises(TypeError, match=r"FeedForward expects a GPTConfig \(or the book's dict config\), got int"):
+        GPTConfig.ensure(768, "FeedForward")
+
+
+def test_from_dict_non_str_key():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 1; the accepted keys"):
+        GPTConfig.from_dict({**BOOK_124M, 1: 2})

@@ -275,3 +275,165 @@ def test_our_state_dict_loads_into_the_books_model_with_its_own_masks():
     ids = torch.randint(0, BOOK_CFG["vocab_size"], (2, 7))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), book(ids), atol=1e-5, rtol=1e-5)
+
+
+# ---- bad input for the building blocks and the helpers: one-line errors ------------------------
+
+from gpt_helpers import ExampleDeepNeuralNetwork, KVCache, layer_gradient_means  # noqa: E402
+
+
+def _one_line(excinfo):
+    assert "\n" not in str(excinfo.value), "the error message should fit on one line"
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.float16, torch.bool])
+def test_ids_of_a_dtype_embedding_cannot_take(dtype):
+    with pytest.raises(TypeError, match=rf"integer tensor \(torch.long\), got dtype {dtype}; use ids.long\(\)") as e:
+        tiny_model()(torch.zeros(1, 3, dtype=dtype))
+    _one_line(e)
+
+
+def test_int32_ids_are_fine():
+    ids = torch.randint(0, TINY.vocab_size, (2, 5))
+    model = tiny_model().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids.int()), model(ids))
+
+
+def test_empty_batch():
+    with pytest.raises(ValueError, match=r"the batch is empty \(batch size 0\); give at least one sequence"):
+        tiny_model()(torch.zeros(0, 3, dtype=torch.long))
+
+
+def test_cache_that_does_not_fit():
+    model = tiny_model()
+    ids = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"cache must be a KVCache with one layer per block \(2\), got list"):
+        model(ids, cache=[])
+    other = KVCache.for_model(tiny_model(TINY.with_(n_layers=1)), 1)
+    with pytest.raises(ValueError, match=r"one layer per block \(2\), got KVCache; make it with KVCache.for_model"):
+        model(ids, cache=other)
+
+
+@pytest.mark.parametrize("emb_dim", [0, -1, 2.5, True, "8"])
+def test_layer_norm_size(emb_dim):
+    with pytest.raises(ValueError, match="LayerNorm: emb_dim must be a positive int"):
+        LayerNorm(emb_dim)
+
+
+@pytest.mark.parametrize("eps", [-1e-5, float("nan"), float("inf"), "1e-5"])
+def test_layer_norm_eps(eps):
+    with pytest.raises(ValueError, match="LayerNorm: eps must be a small non-negative float"):
+        LayerNorm(8, eps=eps)
+
+
+def test_layer_norm_input():
+    norm = LayerNorm(8)
+    with pytest.raises(
+        ValueError, match=r"LayerNorm\(8\) normalizes the last dim, which must be 8; got shape \(2, 5\)"
+    ):
+        norm(torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        norm(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="LayerNorm expects a float tensor, got dtype torch.int64"):
+        norm(torch.ones(2, 8, dtype=torch.long))
+    with pytest.raises(TypeError, match="LayerNorm expects a float tensor, got list"):
+        norm([0.0] * 8)
+
+
+def test_gelu_and_feed_forward_input():
+    with pytest.raises(TypeError, match="GELU expects a torch.Tensor, got list"):
+        GELU()([1.0, 2.0])
+    ff = FeedForward(TINY)
+    with pytest.raises(ValueError, match=rf"last dim to be emb_dim={TINY.emb_dim}, got shape \(1, 2, 7\)"):
+        ff(torch.randn(1, 2, 7))
+    with pytest.raises(TypeError, match="FeedForward expects a float tensor, got dtype torch.int64"):
+        ff(torch.ones(1, 2, TINY.emb_dim, dtype=torch.long))
+
+
+BOOK_SMALL = {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1}
+
+
+def test_blocks_take_the_books_dict_and_reject_other_configs():
+    book = {**BOOK_SMALL, "drop_rate": 0.0, "qkv_bias": False}
+    assert count_parameters(FeedForward(book)) == count_parameters(FeedForward(GPTConfig.from_dict(book)))
+    assert count_parameters(TransformerBlock(book)) == count_parameters(TransformerBlock(GPTConfig.from_dict(book)))
+    with pytest.raises(TypeError, match=r"TransformerBlock expects a GPTConfig \(or the book's dict config\), got int"):
+        TransformerBlock(16)
+    with pytest.raises(ValueError, match=r"GPTConfig.from_dict: missing key\(s\) 'drop_rate', 'qkv_bias'"):
+        FeedForward(BOOK_SMALL)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_heads": 0}, "num_heads must be a positive int, got 0"),
+        ({"d_in": 8.0}, "d_in must be a positive int, got 8.0"),
+        ({"context_length": True}, "context_length must be a positive int, got True"),
+        ({"num_heads": 3}, r"d_out \(8\) must be divisible by num_heads \(3\)"),
+        ({"dropout": 1.0}, r"dropout must be a rate in \[0, 1\), got 1.0"),
+        ({"dropout": float("nan")}, r"dropout must be a rate in \[0, 1\), got nan"),
+    ],
+)
+def test_attention_arguments(kwargs, message):
+    args = {"d_in": 8, "d_out": 8, "context_length": 4, "dropout": 0.0, "num_heads": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        MultiHeadAttention(**args)
+
+
+def test_attention_qkv_bias_and_input():
+    with pytest.raises(TypeError, match="qkv_bias must be True or False, got 1"):
+        MultiHeadAttention(8, 8, 4, 0.0, 2, qkv_bias=1)
+    mha = MultiHeadAttention(8, 8, 4, 0.0, 2)
+    for bad in (torch.randn(3, 8), torch.randn(1, 3, 7)):
+        with pytest.raises(ValueError, match=r"expects shape \(batch, tokens, 8\), got"):
+            mha(bad)
+    with pytest.raises(TypeError, match="MultiHeadAttention expects a float tensor, got dtype torch.int64"):
+        mha(torch.ones(1, 3, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"expects shape \(batch, tokens, 32\), got \(3, 32\)"):
+        TransformerBlock(TINY)(torch.randn(3, TINY.emb_dim))  # a block without the batch dim
+
+
+def test_counting_helpers_reject_bad_input():
+    with pytest.raises(TypeError, match="count_parameters expects an nn.Module, got list"):
+        count_parameters([torch.zeros(3)])
+    for bad in (-1, 1.5e8, True, "124M"):
+        with pytest.raises(ValueError, match="n_params must be a non-negative int"):
+            model_size_mib(bad)
+    for bad in (0, -4, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match=r"bytes_per_param must be positive \(4 for float32\)"):
+            model_size_mib(1000, bad)
+    assert model_size_mib(2**20, 0.5) == 0.5  # half a byte per parameter (4-bit) is fine
+    with pytest.raises(TypeError, match=r"GPTModel expects a GPTConfig \(or the book's dict config\), got str"):
+        parameter_breakdown("gpt2")
+
+
+@pytest.mark.parametrize("sizes", [[], [3], [3, 0], [3, 2.5], [3, True], "33", None])
+def test_example_network_sizes(sizes):
+    with pytest.raises(ValueError, match="layer_sizes must list at least two positive ints"):
+        ExampleDeepNeuralNetwork(sizes, use_shortcut=True)
+
+
+def test_example_network_flag_and_input():
+    with pytest.raises(TypeError, match="use_shortcut must be True or False, got 'no'"):
+        ExampleDeepNeuralNetwork([3, 3, 1], use_shortcut="no")
+    net = ExampleDeepNeuralNetwork((3, 3, 1), use_shortcut=True)  # a tuple is fine
+    with pytest.raises(ValueError, match=r"expects shape \(\.\.\., 3\), got \(1, 4\)"):
+        net(torch.randn(1, 4))
+    with pytest.raises(TypeError, match="ExampleDeepNeuralNetwork expects a float tensor, got dtype torch.int64"):
+        net(torch.ones(1, 3, dtype=torch.long))
+
+
+def test_layer_gradient_means_bad_input():
+    torch.manual_seed(0)
+    net = ExampleDeepNeuralNetwork([3, 3, 1], use_shortcut=True)
+    x = torch.tensor([[1.0, 0.0, -1.0]])
+    with pytest.raises(ValueError, match=r"target has shape \(2, 2\), the model's output \(1, 1\)"):
+        layer_gradient_means(net, x, torch.zeros(2, 2))  # mse_loss would broadcast it with a mere warning
+    with pytest.raises(TypeError, match="target must be a float tensor, got list"):
+        layer_gradient_means(net, x, [0.0])
+    with pytest.raises(ValueError, match="x holds NaN or inf"):
+        layer_gradient_means(net, torch.tensor([[1.0, float("nan"), 0.0]]), torch.zeros(1, 1))
+    net.layers[0][0].weight.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"no gradient reached layers.0.0.weight; is requires_grad off\?"):
+        layer_gradient_means(net, x, torch.zeros(1, 1))

@@ -109,8 +109,16 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias=False):
         super().__init__()
+        sizes = {"d_in": d_in, "d_out": d_out, "context_length": context_length, "num_heads": num_heads}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"MultiHeadAttention: {name} must be a positive int, got {value!r}")
         if d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"MultiHeadAttention: dropout must be a rate in [0, 1), got {dropout!r}")
+        if not isinstance(qkv_bias, bool):
+            raise TypeError(f"MultiHeadAttention: qkv_bias must be True or False, got {qkv_bias!r}")
         self.d_out = d_out
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
@@ -123,6 +131,12 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_out, d_out)  # mixes the heads back together
 
     def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
+        d_in = self.W_query.in_features
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"MultiHeadAttention expects a float tensor, got {got}")
+        if x.dim() != 3 or x.shape[-1] != d_in:
+            raise ValueError(f"MultiHeadAttention expects shape (batch, tokens, {d_in}), got {tuple(x.shape)}")
         b, t, _ = x.shape  # (B, T, d_in)
         # (B, T, d_out) -> (B, T, H, head_dim) -> (B, H, T, head_dim)
         q = self.W_query(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
@@ -136,7 +150,8 @@ class MultiHeadAttention(nn.Module):
 
         dropout_p = self.dropout if self.training else 0.0
         if past == 0:
-            # softmax(q k^T / sqrt(head_dim) + causal mask) v, in one fused kernel
+            # softmax(q k^T / sqrt(head_dim) + causal mask) v: one fused kernel when dropout_p == 0; on CPU,
+            # dropout_p > 0 (train mode) takes PyTorch's step-by-step path (matmul, softmax, dropout, matmul)
             ctx = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         elif t == 1:
             # a single new query comes last, so it may see every cached position

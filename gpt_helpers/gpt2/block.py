@@ -18,6 +18,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        cfg = GPTConfig.ensure(cfg, "TransformerBlock")  # the book passes its dict config
         self.att = MultiHeadAttention(
             d_in=cfg.emb_dim,
             d_out=cfg.emb_dim,

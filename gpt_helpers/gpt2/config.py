@@ -53,6 +53,7 @@ class GPTConfig:
 
     def with_(self, **changes) -> GPTConfig:
         """Return a copy with some fields changed (validated again)."""
+        _check_field_names(changes, "GPTConfig.with_")
         return replace(self, **changes)
 
     @classmethod
@@ -60,16 +61,7 @@ class GPTConfig:
         """Build a GPTConfig from the book's dict config (e.g. its GPT_CONFIG_124M), checking every key."""
         if not isinstance(config, Mapping):
             raise TypeError(f"GPTConfig.from_dict expects a dict, got {type(config).__name__}")
-        allowed = [f.name for f in fields(cls)]
-        unknown = [key for key in config if key not in allowed]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = get_close_matches(str(key), allowed, n=1, cutoff=0.7)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ValueError(
-                f"GPTConfig.from_dict: unknown key(s) {', '.join(hints)}; the accepted keys are {', '.join(allowed)}"
-            )
+        _check_field_names(config, "GPTConfig.from_dict")
         missing = [key for key in _BOOK_KEYS if key not in config]
         if missing:
             raise ValueError(
@@ -79,19 +71,49 @@ class GPTConfig:
         return cls(**config)
 
     @classmethod
+    def ensure(cls, cfg: GPTConfig | Mapping[str, object], owner: str) -> GPTConfig:
+        """Return cfg as a GPTConfig (the book's dict config is converted); anything else is a TypeError."""
+        if isinstance(cfg, Mapping):
+            return cls.from_dict(cfg)  # the book's dict config, e.g. GPT_CONFIG_124M
+        if not isinstance(cfg, cls):
+            raise TypeError(
+                f"{owner} expects a GPTConfig (or the book's dict config), got {type(cfg).__name__}; "
+                "build one with GPTConfig(...)"
+            )
+        return cfg
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> GPTConfig:
         """Build one of the GPT-2 sizes ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl" or "124M", ...)."""
+        known = ", ".join(sorted(set(GPT2_PRESETS) | set(PRESET_ALIASES)))
+        if not isinstance(name, str):
+            raise TypeError(f"GPT-2 preset name must be a str, got {type(name).__name__}; choose one of: {known}")
         key = PRESET_ALIASES.get(name, name)
         if key not in GPT2_PRESETS:
-            known = ", ".join(sorted(set(GPT2_PRESETS) | set(PRESET_ALIASES)))
             raise ValueError(f"unknown GPT-2 preset {name!r}; choose one of: {known}")
+        _check_field_names(overrides, "GPTConfig.from_preset")
         return replace(GPT2_PRESETS[key], **overrides)
 
 
-# The four released GPT-2 checkpoints. With the output head tied to the token embedding they hold
-# 124,412,160 / 354,749,440 / 773,891,840 / 1,557,380,800 parameters, hence the names 124M/355M/774M/1558M.
-# The study note's "1.24亿、3.45亿、7.62亿和15.42亿" are names or rough figures, not these counts: only the first
-# matches; the other three are the GPT-2 paper's earlier 345M/762M/1542M (notebook 05, section 6).
+def _check_field_names(changes: Mapping[str, object], where: str) -> None:
+    """Raise a ValueError naming every key that is not a GPTConfig field, with the closest field as a hint."""
+    allowed = [f.name for f in fields(GPTConfig)]
+    unknown = [key for key in changes if key not in allowed]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = get_close_matches(str(key), allowed, n=1, cutoff=0.7)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"{where}: unknown key(s) {', '.join(hints)}; the accepted keys are {', '.join(allowed)}")
+
+
+# The four GPT-2 sizes. These presets are untied and without q/k/v biases: 163,009,536 / 406,212,608 /
+# 838,220,800 / 1,637,792,000 parameters. OpenAI's released checkpoints tie the output head to the token
+# embedding and have q/k/v biases (tie_weights=True, qkv_bias=True): 124,439,808 / 354,823,168 / 774,030,080 /
+# 1,557,611,200 parameters, which round to the names 124M/355M/774M/1558M (tied but without the biases the last
+# one would be 1,557,380,800, i.e. 1557M). The study note's "1.24亿、3.45亿、7.62亿和15.42亿" are names or rough
+# figures: the first is the corrected name, the other three are the GPT-2 paper's earlier 345M/762M/1542M
+# (notebook 05, section 6).
 GPT2_PRESETS: dict[str, GPTConfig] = {
     "gpt2": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),
     "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),

@@ -20,7 +20,7 @@ def check_token_ids(in_idx: torch.Tensor, vocab_size: int) -> None:
             f"token ids must be a torch.Tensor, got {type(in_idx).__name__}; "
             "wrap them with torch.tensor([[...]]) or use text_to_token_ids()"
         )
-    if in_idx.dtype.is_floating_point or in_idx.dtype.is_complex or in_idx.dtype == torch.bool:
+    if in_idx.dtype not in (torch.long, torch.int32):  # what nn.Embedding can look up
         raise TypeError(f"token ids must be an integer tensor (torch.long), got dtype {in_idx.dtype}; use ids.long()")
     if in_idx.dim() != 2:
         raise ValueError(
@@ -29,6 +29,8 @@ def check_token_ids(in_idx: torch.Tensor, vocab_size: int) -> None:
         )
     if in_idx.shape[1] == 0:
         raise ValueError("token ids are empty (seq_len is 0); give at least one token")
+    if in_idx.shape[0] == 0:
+        raise ValueError("the batch is empty (batch size 0); give at least one sequence")
     if in_idx.device.type != "meta":
         lo, hi = int(in_idx.min()), int(in_idx.max())
         if lo < 0 or hi >= vocab_size:
@@ -43,13 +45,7 @@ class GPTModel(nn.Module):
 
     def __init__(self, cfg: GPTConfig | dict):
         super().__init__()
-        if isinstance(cfg, dict):
-            cfg = GPTConfig.from_dict(cfg)  # the book's dict config, e.g. GPT_CONFIG_124M
-        if not isinstance(cfg, GPTConfig):
-            raise TypeError(
-                f"GPTModel expects a GPTConfig (or the book's dict config), got {type(cfg).__name__}; "
-                "build one with GPTConfig(...)"
-            )
+        cfg = GPTConfig.ensure(cfg, "GPTModel")  # also takes the book's dict config, e.g. GPT_CONFIG_124M
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # one learned vector per token id
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)  # learned, one vector per position
@@ -66,6 +62,11 @@ class GPTModel(nn.Module):
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         # cache: a KV cache for fast generation (notebook 07); None means the plain forward pass
         check_token_ids(in_idx, self.cfg.vocab_size)
+        if cache is not None and not (isinstance(cache, KVCache) and len(cache.layers) == self.cfg.n_layers):
+            raise ValueError(
+                f"cache must be a KVCache with one layer per block ({self.cfg.n_layers}), got {type(cache).__name__}; "
+                "make it with KVCache.for_model(model, batch_size)"
+            )
         batch_size, seq_len = in_idx.shape  # (B, T)
         start = 0 if cache is None else cache.length  # position of the first new token
         if start + seq_len > self.cfg.context_length:
@@ -85,11 +86,21 @@ class GPTModel(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct parameters; a tied (shared) Parameter is counted once."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters expects an nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters())
 
 
 def model_size_mib(n_params: int, bytes_per_param: int = 4) -> float:
     """Memory of n_params values in MiB (1 MiB = 1024 * 1024 bytes); float32 by default."""
+    if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params < 0:
+        raise ValueError(f"model_size_mib: n_params must be a non-negative int, got {n_params!r}")
+    if (
+        isinstance(bytes_per_param, bool)
+        or not isinstance(bytes_per_param, (int, float))
+        or not 0 < bytes_per_param < float("inf")
+    ):
+        raise ValueError(f"model_size_mib: bytes_per_param must be positive (4 for float32), got {bytes_per_param!r}")
     return n_params * bytes_per_param / (1024 * 1024)
 
 

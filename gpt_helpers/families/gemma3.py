@@ -319,7 +319,8 @@ def _layer_types(config: dict, n_layers: int) -> tuple[str, ...]:
     """'local'/'global' per layer from layer_types (transformers 5) or sliding_window_pattern (older files)."""
     names = config.get("layer_types")
     if names is None:
-        pattern = config.get("sliding_window_pattern") or config.get("_sliding_window_pattern") or 6
+        pattern = config.get("sliding_window_pattern")
+        pattern = config.get("_sliding_window_pattern", 6) if pattern is None else pattern  # transformers' default
         return gemma3_layer_types(n_layers, pattern)
     kinds = {"sliding_attention": "local", "full_attention": "global"}
     unknown = sorted({name for name in names if name not in kinds}, key=str)

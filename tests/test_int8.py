@@ -135,3 +135,19 @@ def test_llama_qwen_family_quantizes_too():
         out = quantize_int8_(model)(ids)
     assert isinstance(model.tok_emb, Int8Embedding)
     assert (out - ref).abs().max() < 0.05 * ref.std()
+
+
+def test_optimize_for_inference_int8_and_its_bad_inputs():
+    from gpt_helpers import optimize_for_inference
+
+    model = GPTModel(TINY).eval()
+    ids = torch.randint(0, TINY.vocab_size, (1, 7))
+    with torch.no_grad():
+        ref = model(ids)
+        out = optimize_for_inference(model, weights="int8")(ids)
+    assert isinstance(model.out_head, Int8Linear) and isinstance(model.tok_emb, Int8Embedding)
+    assert (out - ref).abs().max() < 0.05 * ref.std()
+    with pytest.raises(ValueError, match="'float32' or 'int8'"):
+        optimize_for_inference(GPTModel(TINY), weights="int4")
+    with pytest.raises(ValueError, match="already changed"):
+        quantize_int8_(optimize_for_inference(GPTModel(TINY)))

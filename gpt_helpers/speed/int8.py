@@ -148,6 +148,11 @@ def quantize_int8_(model: nn.Module) -> nn.Module:
     """
     if any(isinstance(m, Int8Linear) for m in model.modules()):
         raise ValueError("the model is already quantized to int8; quantize the float32 model once")
+    if any(isinstance(m, nn.Linear) and type(m) is not nn.Linear for m in model.modules()):
+        raise ValueError(
+            "the model's linear layers were already changed (e.g. by optimize_for_inference); quantize the float "
+            "model first, or call optimize_for_inference(model, weights='int8') on it"
+        )
     tied = (
         isinstance(getattr(model, "tok_emb", None), nn.Embedding)
         and isinstance(getattr(model, "out_head", None), nn.Linear)

@@ -320,3 +320,103 @@ def test_generate_book_keywords_sample_like_the_books_loop(model):
         logits = torch.where(logits < kth, torch.tensor(float("-inf")), logits) / 1.4
         ref = torch.cat([ref, torch.multinomial(torch.softmax(logits, dim=-1), 1)], dim=1)
     assert torch.equal(ours, ref)
+
+
+# ---- bad inputs: one-line errors from our code, not torch's (issue 17) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"temperature": float("nan")}, ValueError, "temperature must be a number >= 0 and finite .* got nan"),
+        ({"temperature": float("inf"), "top_k": 2}, ValueError, "temperature must be .* finite .* got inf"),
+        ({"temperature": "1"}, ValueError, "temperature must be a number"),
+        ({"temperature": 1.0, "top_p": float("nan")}, ValueError, r"top_p must be in \(0, 1\] or None, got nan"),
+        ({"eos_id": V}, ValueError, rf"eos_id must be a token id in \[0, {V}\) or None, got {V}"),
+        ({"eos_id": -1}, ValueError, r"eos_id must be a token id in \[0, 97\)"),
+        ({"eos_id": True}, ValueError, "eos_id must be a token id .* got True"),
+        ({"eos_id": 1.0}, ValueError, "eos_id must be a token id .* got 1.0"),
+        ({"temperature": 1.0, "seed": 1.5}, ValueError, "seed must be an int"),
+        ({"temperature": 1.0, "seed": True}, ValueError, "seed must be an int"),
+        ({"temperature": 1.0, "seed": 2**70}, ValueError, "seed must be an int"),
+        ({"temperature": 1.0, "generator": 5}, TypeError, "generator must be a torch.Generator, got int"),
+        ({"use_cache": "no"}, TypeError, "use_cache must be True or False, got 'no'"),
+    ],
+)
+def test_bad_generate_args_in_one_line(model, kwargs, match, error):
+    """NaN/inf temperature, NaN top_p, out-of-range or bool eos_id, bad seeds and generators."""
+    for run in (generate, lambda *a, **k: next(stream_generate(*a, **k))):
+        with pytest.raises(error, match=match) as info:
+            run(model, torch.tensor([[1, 2]]), 3, **kwargs)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("idx", "error", "match"),
+    [
+        (torch.tensor([[1.0, 2.0]]), TypeError, "idx must hold integer token ids .* got dtype torch.float32"),
+        (torch.tensor([[True]]), TypeError, "idx must hold integer token ids .* got dtype torch.bool"),
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, r"idx is empty \(shape \(1, 0\)\)"),
+        (torch.zeros(0, 3, dtype=torch.long), ValueError, r"idx is empty \(shape \(0, 3\)\)"),
+    ],
+)
+def test_bad_token_ids_in_one_line(model, idx, error, match):
+    """Float ids were cast to long silently; empty prompts reached the cache or the model."""
+    for run in (generate, lambda m, i, n: generate_text_simple(m, i, n, CTX)):
+        with pytest.raises(error, match=match):
+            run(model, idx, 3)
+
+
+def test_a_model_that_is_not_one_is_named():
+    with pytest.raises(TypeError, match="model must be an nn.Module with a cfg giving context_length"):
+        generate("gpt2", torch.tensor([[1]]), 2)
+
+
+@pytest.mark.parametrize(("func", "arg"), [(apply_temperature, float("nan")), (apply_temperature, float("inf"))])
+def test_apply_temperature_rejects_nan_and_inf(func, arg):
+    """nan would make every logit nan (multinomial's RuntimeError); inf flattens every row to 0."""
+    with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+        func(torch.zeros(1, 3), arg)
+    with pytest.raises(TypeError, match="temperature must be a number, got str"):
+        apply_temperature(torch.zeros(1, 3), "2")
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 1.5, True, None])
+def test_top_k_filter_rejects_bad_k(top_k):
+    with pytest.raises(ValueError, match="top_k must be an int >= 1"):
+        top_k_filter(torch.zeros(1, 3), top_k)
+
+
+@pytest.mark.parametrize("top_p", [float("nan"), 0, -1, 1.5, "0.5", True])
+def test_top_p_filter_rejects_bad_p(top_p):
+    """nan used to keep every token silently (every comparison with nan is False)."""
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        top_p_filter(torch.tensor([[1.0, 2.0, 3.0]]), top_p)
+
+
+def test_huge_max_new_tokens_streams_in_bounded_memory(model, monkeypatch):
+    """max_new_tokens = 10**12 used to allocate prompt + 10**12 ids up front (the allocator's error)."""
+    sizes = []
+    real_empty = torch.empty
+
+    def spy(*args, **kwargs):
+        out = real_empty(*args, **kwargs)
+        sizes.append(out.numel())
+        return out
+
+    monkeypatch.setattr(torch, "empty", spy)
+    stream = stream_generate(model, torch.tensor([[1, 2, 3]]), 10**12)
+    first = [next(stream) for _ in range(3 * CTX)]  # crosses the buffer's wrap-around several times
+    monkeypatch.undo()
+    assert max(sizes) <= 2 * CTX * TINY.emb_dim  # no tensor larger than the KV cache's
+    expected = generate_text_simple(model, torch.tensor([[1, 2, 3]]), 3 * CTX, CTX)
+    assert torch.equal(torch.cat([torch.tensor([[1, 2, 3]]), *first], dim=1), expected)
+
+
+@pytest.mark.parametrize("context_size", [1, 2, 5])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_the_kept_window_matches_generate_text_simple_for_any_context(model, context_size, use_cache):
+    """The bounded token buffer wraps around every context_size + 1 steps: results are unchanged."""
+    idx = torch.randint(0, V, (2, 7))  # the prompt is longer than the small windows
+    expected = generate_text_simple(model, idx, 25, context_size)
+    assert torch.equal(generate(model, idx, 25, context_size, use_cache=use_cache), expected)

@@ -1,4 +1,4 @@
-"""KVCache: sizes from the model's config (query heads or key/value heads), nbytes, and models that make their own cache."""
+"""KVCache: sizes from the config (query or key/value heads), nbytes, models with their own cache, bad sizes."""
 
 from types import SimpleNamespace
 
@@ -75,7 +75,7 @@ def test_for_model_returns_the_models_own_cache_when_it_has_make_cache():
         ({"batch_size": True}, TypeError, "batch_size must be an int, got bool True"),
         ({"batch_size": 2.0}, TypeError, "batch_size must be an int, got float 2.0"),
         ({"batch_size": 1, "max_len": 17}, ValueError, r"max_len must be in \[1, context_length=16\], got 17"),
-        ({"batch_size": 1, "max_len": 0}, ValueError, r"max_len must be in \[1, context_length=16\], got 0"),
+        ({"batch_size": 1, "max_len": 0}, ValueError, "max_len must be at least 1, got 0"),
         ({"batch_size": 1, "max_len": 4.0}, TypeError, "max_len must be an int, got float 4.0"),
     ],
 )
@@ -85,3 +85,42 @@ def test_for_model_rejects_bad_sizes_in_one_line(kwargs, error, message):
     with pytest.raises(error, match=f"^{message}$"):
         KVCache.for_model(model, **kwargs)
     assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((0, 1, 2, 4, 8), ValueError, "n_layers must be at least 1, got 0"),  # .length used to be an IndexError
+        ((1, 1, 2, 4, -1), ValueError, "max_len must be at least 1, got -1"),
+        ((1.0, 1, 2, 4, 8), TypeError, "n_layers must be an int, got float 1.0"),
+        ((1, 1, True, 4, 8), TypeError, "n_heads must be an int, got bool True"),
+        ((2, 1, 1, 1, 10**13), ValueError, r"a KV cache of 2 layers x 2 x \(1, 1, 10000000000000, 1\) needs "),
+    ],
+)
+def test_constructor_rejects_bad_sizes_in_one_line(args, error, message):
+    """Zero, negative, float, bool and unallocatable sizes: one line from our code, not the allocator's."""
+    with pytest.raises(error, match=message) as info:
+        KVCache(*args)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("k", "v"),
+    [
+        (torch.zeros(1, 3, 1, 4), torch.zeros(1, 3, 1, 4)),  # 3 heads, the cache has 2
+        (torch.zeros(1, 2, 1, 5), torch.zeros(1, 2, 1, 5)),  # head_dim 5, the cache has 4
+        (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)),  # no position axis
+        (torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 2, 4)),  # keys and values of different lengths
+    ],
+)
+def test_append_rejects_keys_and_values_of_another_shape(k, v):
+    """A cache made for another model used to fail deep inside the copy with torch's broadcast error."""
+    layer = KVCache(1, 1, 2, 4, 8).layers[0]
+    with pytest.raises(ValueError, match=r"KV cache holds keys and values of shape \(1, 2, T, 4\), got keys"):
+        layer.append(k, v)
+    assert layer.length == 0  # nothing was written
+
+
+def test_for_model_names_a_model_without_a_config():
+    with pytest.raises(TypeError, match="model must have a cfg with context_length"):
+        KVCache.for_model("gpt2", 1)

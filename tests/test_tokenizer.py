@@ -83,3 +83,46 @@ def test_no_other_tokenizer_package_is_needed():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['tiktoken_ext', 'tiktoken_ext.openai_public']"
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "message"),
+    [
+        (torch.tensor([50257]), ValueError, r"token id 50257 is outside the tokenizer's vocabulary \[0, 50257\)"),
+        (torch.tensor([15496, -1]), ValueError, r"token id -1 is outside the tokenizer's vocabulary \[0, 50257\)"),
+        ([2**40], ValueError, r"token id 1099511627776 is outside"),
+        (torch.tensor([1.0]), TypeError, "token ids must be integers, got dtype torch.float32; use ids.long()"),
+        ([15496.0], TypeError, "token ids must be integers, got dtype torch.float32"),
+        (torch.tensor([True]), TypeError, "token ids must be integers, got dtype torch.bool"),
+        ("Hello", TypeError, "token ids must be a tensor or a list of ints, got str"),
+        (None, TypeError, "token ids must be a tensor or a list of ints, got NoneType"),
+        (7, TypeError, "token ids must be a tensor or a list of ints, got int"),
+    ],
+)
+def test_token_ids_to_text_rejects_bad_ids_in_one_line(ids, error, message):
+    """Out-of-range, float, bool and non-sequence ids: our one-line error, not tiktoken's KeyError/OverflowError."""
+    with pytest.raises(error, match=message) as info:
+        token_ids_to_text(ids)
+    assert "\n" not in str(info.value)
+
+
+def test_token_ids_to_text_still_decodes_lists_ints_and_nothing():
+    """Lists, int32 tensors, the last id of the vocabulary and empty input keep working."""
+    assert token_ids_to_text([15496, 11]) == "Hello,"
+    assert token_ids_to_text(torch.tensor([[15496, 11]], dtype=torch.int32)) == "Hello,"
+    assert token_ids_to_text([END_OF_TEXT_ID]) == "<|endoftext|>"
+    assert token_ids_to_text([]) == token_ids_to_text(torch.tensor([], dtype=torch.long)) == ""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: text_to_token_ids("hi", 5),
+        lambda: text_to_token_ids("hi", "gpt2"),
+        lambda: token_ids_to_text([1], "gpt2"),
+    ],
+)
+def test_a_tokenizer_that_is_not_one_is_named(call):
+    """tokenizer=5 or the string "gpt2" gives a TypeError saying what to pass, not an AttributeError."""
+    with pytest.raises(TypeError, match=r"tokenizer must be a tiktoken.Encoding \(or have \.(en|de)code\)"):
+        call()

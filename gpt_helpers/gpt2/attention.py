@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["MultiHeadAttention", "LayerKVCache", "KVCache"]
+
+
+def _check_sizes(**sizes) -> None:
+    """Raise a one-line error unless every size is an int >= 1 (bool is rejected)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 class LayerKVCache:
@@ -29,15 +40,19 @@ class LayerKVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write new keys/values (B, H, T, head_dim) after the stored ones; return all of them."""
+        batch, heads, _, head_dim = self.keys.shape
+        if k.shape[0] != batch:
+            raise ValueError(f"KV cache was made for batch size {batch}, got {k.shape[0]}; make a cache per batch size")
+        if k.dim() != 4 or k.shape != v.shape or k.shape[1] != heads or k.shape[3] != head_dim:
+            raise ValueError(
+                f"KV cache holds keys and values of shape ({batch}, {heads}, T, {head_dim}), got keys "
+                f"{tuple(k.shape)} and values {tuple(v.shape)}; make it with KVCache.for_model(model, batch_size)"
+            )
         end = self.length + k.shape[2]
         if end > self.capacity:
             raise ValueError(
                 f"KV cache is full: it holds {self.capacity} positions, {self.length} are used and "
                 f"{k.shape[2]} more were given; reset() it or make a larger cache"
-            )
-        if k.shape[0] != self.keys.shape[0]:
-            raise ValueError(
-                f"KV cache was made for batch size {self.keys.shape[0]}, got {k.shape[0]}; make a cache per batch size"
             )
         # copy into the preallocated tensors: no new memory per generated token
         self.keys[:, :, self.length : end] = k
@@ -50,11 +65,21 @@ class KVCache:
     """One LayerKVCache per Transformer block, for a given batch size and length."""
 
     def __init__(self, n_layers, batch_size, n_heads, head_dim, max_len, *, dtype=torch.float32, device=None):
+        _check_sizes(n_layers=n_layers, batch_size=batch_size, n_heads=n_heads, head_dim=head_dim, max_len=max_len)
         shape = (batch_size, n_heads, max_len, head_dim)
-        self.layers = [
-            LayerKVCache(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
-            for _ in range(n_layers)
-        ]
+        try:
+            self.layers = [
+                LayerKVCache(
+                    torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device)
+                )
+                for _ in range(n_layers)
+            ]
+        except RuntimeError as err:  # the allocator names its C++ source; say what to change instead
+            gib = 2 * n_layers * math.prod(shape) * torch.empty(0, dtype=dtype).element_size() / 2**30
+            raise ValueError(
+                f"a KV cache of {n_layers} layers x 2 x {shape} needs {gib:,.1f} GiB, which could not be allocated "
+                f"({type(err).__name__}); use a smaller batch_size or max_len"
+            ) from None
 
     @classmethod
     def for_model(cls, model: nn.Module, batch_size: int, max_len: int | None = None) -> KVCache:
@@ -65,14 +90,12 @@ class KVCache:
         GPTModel, or any model with `tok_emb` whose `cfg` gives n_layers, n_heads (or n_kv_heads with
         grouped-query attention), head_dim and context_length.
         """
-        cfg = model.cfg
+        cfg = getattr(model, "cfg", None)
+        if not hasattr(cfg, "context_length"):
+            raise TypeError(f"model must have a cfg with context_length (e.g. a GPTModel), got {type(model).__name__}")
         max_len = cfg.context_length if max_len is None else max_len
-        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if not 1 <= max_len <= cfg.context_length:
+        _check_sizes(batch_size=batch_size, max_len=max_len)
+        if max_len > cfg.context_length:
             raise ValueError(f"max_len must be in [1, context_length={cfg.context_length}], got {max_len}")
         make_cache = getattr(model, "make_cache", None)
         if callable(make_cache):

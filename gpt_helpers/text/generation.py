@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -13,9 +14,14 @@ __all__ = ["generate_text_simple", "apply_temperature", "top_k_filter", "top_p_f
 
 
 def _check_generation_args(idx, max_new_tokens, context_size) -> None:
+    """Raise a one-line error unless idx is a non-empty (B, T) integer tensor and the two sizes are ints."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
         shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise ValueError(f"idx must be a 2-D tensor of token ids (batch, seq_len), got {shape}")
+    if idx.dtype not in (torch.long, torch.int32):  # what nn.Embedding looks up; a float id would be cast silently
+        raise TypeError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}; use idx.long()")
+    if idx.numel() == 0:
+        raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); give at least one token in at least one row")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1:
@@ -38,15 +44,19 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide logits by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
-    if temperature <= 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
+    if not 0 < temperature < math.inf:  # also false for nan: logits / nan would be all nan
         raise ValueError(
-            f"temperature must be > 0 to rescale logits (use 0 in generate() for greedy), got {temperature}"
+            f"temperature must be > 0 and finite to rescale logits (use 0 in generate() for greedy), got {temperature}"
         )
     return logits / temperature
 
 
 def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     """Keep the top_k largest logits of each row; set the rest to -inf."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
     top_k = min(top_k, logits.shape[-1])
     kth_largest = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
     return logits.masked_fill(logits < kth_largest, float("-inf"))
@@ -54,6 +64,8 @@ def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose probabilities sum to at least top_p."""
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:  # nan too
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=False)  # ascending: (B, V)
     cum_probs = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # drop the unlikely tail whose total mass is at most 1 - top_p; the most likely token always stays
@@ -64,12 +76,34 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _check_sampling_args(temperature, top_k, top_p) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
+    # inf would divide every logit to 0 (uniform sampling, top-k/top-p silently off); nan fails every comparison
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a number >= 0 and finite (0 means greedy), got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def _check_stream_args(model, eos_id, generator, seed, use_cache) -> None:
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(model, nn.Module) or not hasattr(cfg, "context_length") or not hasattr(cfg, "vocab_size"):
+        raise TypeError(
+            f"model must be an nn.Module with a cfg giving context_length and vocab_size (e.g. GPTModel), "
+            f"got {type(model).__name__}"
+        )
+    if eos_id is not None and (
+        isinstance(eos_id, bool) or not isinstance(eos_id, int) or not 0 <= eos_id < cfg.vocab_size
+    ):
+        raise ValueError(f"eos_id must be a token id in [0, {cfg.vocab_size}) or None, got {eos_id!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}; or pass seed=...")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64):
+        raise ValueError(f"seed must be an int (what torch.Generator.manual_seed takes), got {seed!r}")
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both")
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be True or False, got {use_cache!r}")
 
 
 def _next_token(logits: torch.Tensor, temperature, top_k, top_p, generator) -> torch.Tensor:
@@ -100,6 +134,7 @@ def stream_generate(
     use_cache: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B, 1) one step at a time; see generate() for the arguments."""
+    _check_stream_args(model, eos_id, generator, seed, use_cache)
     context_size = model.cfg.context_length if context_size is None else context_size
     _check_generation_args(idx, max_new_tokens, context_size)
     _check_sampling_args(temperature, top_k, top_p)
@@ -107,16 +142,18 @@ def stream_generate(
         raise ValueError(
             f"context_size ({context_size}) exceeds the model's context_length ({model.cfg.context_length})"
         )
-    if generator is not None and seed is not None:
-        raise ValueError("pass either generator or seed, not both")
     if seed is not None:
         generator = torch.Generator(device=idx.device).manual_seed(seed)
 
     batch_size, prompt_len = idx.shape
-    # all tokens so far, allocated once; only the last context_size of them are fed to the model
-    tokens = torch.empty(batch_size, prompt_len + max_new_tokens, dtype=torch.long, device=idx.device)
-    tokens[:, :prompt_len] = idx
-    length = prompt_len
+    # The model only ever sees the last context_size tokens, so only those are kept: a buffer of at most
+    # 2 * context_size positions (or what this call needs, if less). When it is full, the newest
+    # context_size - 1 tokens move to its front. Memory stays bounded however large max_new_tokens is.
+    kept = min(prompt_len, context_size)
+    capacity = min(kept + max_new_tokens, 2 * context_size)
+    tokens = torch.empty(batch_size, capacity, dtype=torch.long, device=idx.device)
+    tokens[:, :kept] = idx[:, prompt_len - kept :]
+    length = kept  # tokens[:, :length] are the latest tokens of the sequence
     finished = torch.zeros(batch_size, dtype=torch.bool, device=idx.device)
     # the cache never holds more than the window or than this call can produce: a model with a long
     # context_length (Qwen3: 40,960) would otherwise allocate GiBs for a short generation
@@ -147,6 +184,10 @@ def stream_generate(
                 if eos_id is not None:
                     next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)  # finished rows repeat eos
                     finished |= next_id.squeeze(1) == eos_id
+                if length == capacity:  # full: keep the newest context_size - 1 tokens, at the front
+                    keep = context_size - 1
+                    tokens[:, :keep] = tokens[:, length - keep : length].clone()
+                    length = keep
                 tokens[:, length] = next_id.squeeze(1)
         finally:
             if was_training:

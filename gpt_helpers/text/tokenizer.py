@@ -56,19 +56,35 @@ def get_gpt2_tokenizer() -> tiktoken.Encoding:
     )
 
 
+def _tokenizer_or_gpt2(tokenizer, method: str):
+    """The given tokenizer (checked to have `method`), or GPT-2's when it is None."""
+    if tokenizer is None:
+        return get_gpt2_tokenizer()
+    if isinstance(tokenizer, (str, bytes)) or not callable(getattr(tokenizer, method, None)):
+        raise TypeError(
+            f"tokenizer must be a tiktoken.Encoding (or have .{method}), got {type(tokenizer).__name__} "
+            f"{tokenizer!r}; leave it out for GPT-2's, or pass get_gpt2_tokenizer()"
+        )
+    return tokenizer
+
+
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding | None = None) -> torch.Tensor:
     """Encode text into a (1, T) tensor of token ids; <|endoftext|> is allowed."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
+    tokenizer = _tokenizer_or_gpt2(tokenizer, "encode")
     ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(ids, dtype=torch.long).unsqueeze(0)  # add the batch dimension
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding | None = None) -> str:
-    """Decode a (1, T) or (T,) tensor of token ids back into text."""
+    """Decode a (1, T) or (T,) tensor (or list) of token ids back into text."""
+    if isinstance(token_ids, (list, tuple)):
+        token_ids = torch.tensor(token_ids) if token_ids else torch.zeros(0, dtype=torch.long)
     if not isinstance(token_ids, torch.Tensor):
-        token_ids = torch.as_tensor(token_ids)
+        raise TypeError(f"token ids must be a tensor or a list of ints, got {type(token_ids).__name__}")
+    if token_ids.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"token ids must be integers, got dtype {token_ids.dtype}; use ids.long()")
     if token_ids.dim() == 2:
         if token_ids.shape[0] != 1:
             raise ValueError(
@@ -77,5 +93,12 @@ def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding | No
         token_ids = token_ids[0]
     if token_ids.dim() != 1:
         raise ValueError(f"token ids must have shape (T,) or (1, T), got {tuple(token_ids.shape)}")
-    tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
+    tokenizer = _tokenizer_or_gpt2(tokenizer, "decode")
+    if token_ids.numel() > 0:
+        lo, hi = int(token_ids.min()), int(token_ids.max())
+        if lo < 0 or hi >= tokenizer.n_vocab:
+            raise ValueError(
+                f"token id {lo if lo < 0 else hi} is outside the tokenizer's vocabulary [0, {tokenizer.n_vocab}); "
+                "were these ids made by another tokenizer or a model with a larger vocab_size?"
+            )
     return tokenizer.decode(token_ids.tolist())

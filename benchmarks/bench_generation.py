@@ -102,6 +102,21 @@ def kv_cache_bytes_per_position(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
 
 
+def int8_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes one decoding step reads from a model quantized by quantize_int8_ (batch 1).
+
+    Every Int8Linear's int8 weight, row scales and bias, whole; the float parameters left (norms) whole; one
+    row of the position embedding; and one looked-up row (int8 values and scale) of the tied token embedding.
+    """
+    from gpt_helpers import Int8Linear
+
+    linears = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    whole = sum(b.numel() * b.element_size() for m in linears for b in m.buffers())
+    floats = weight_bytes_per_token(model)  # Parameters only: norms whole, the position embedding one row
+    head = model.out_head
+    return whole + floats + head.in_features * head.qweight.element_size() + head.scale.element_size()
+
+
 def build_pair(seed: int, tiny: bool = False):
     """Random-init GPT-2 124M (or a tiny 2-layer model) in Hugging Face and the same weights in our GPTModel."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -140,6 +155,8 @@ def main() -> None:
     # "ours": the taught model prepared by optimize_for_inference (same weights, same outputs up to
     # float rounding); "taught": the modules exactly as the notebooks write them
     ours = optimize_for_inference(copy.deepcopy(taught))
+    # "int8": the same weights stored as int8 per output row (weight-only quantization, inference only)
+    ours8 = optimize_for_inference(copy.deepcopy(taught), weights="int8")
     n = args.new_tokens
     prompt = torch.randint(0, taught.cfg.vocab_size, (1, 4), generator=torch.Generator().manual_seed(args.seed))
 
@@ -164,21 +181,32 @@ def main() -> None:
     def run_taught():
         return generate(taught, prompt, n)
 
+    def run_int8():
+        return generate(ours8, prompt, n)
+
     # the outputs must agree before timing means anything
     hf_out = run_hf()
     same = torch.equal(hf_out, run_ours()) and torch.equal(hf_out, run_taught())
     print(f"greedy continuations identical ({n} tokens): {same}")
     if not same:
         raise SystemExit("the models disagree, so their timings are not comparable; fix that first")
+    # int8 changes the weights by up to half a quantization step, so its greedy tokens may part from
+    # float32's at a near tie (random weights have many); the accuracy on a trained model is notebook 14's
+    int8_out = run_int8()
+    agree = int((int8_out[0, prompt.shape[1] :] == hf_out[0, prompt.shape[1] :]).cumprod(0).sum())
+    print(f"int8 greedy continuation equal to float32's for the first {agree} of {n} tokens")
 
     def run_naive():
         with torch.inference_mode():
             generate_text_simple(ours, prompt, n, context_size=ours.cfg.context_length)
 
     probe, probe_seconds, probe_bytes = read_bandwidth_probe(args.bandwidth_mib, args.bandwidth_passes)
-    runs = timed_rounds({"hf": run_hf, "ours": run_ours, "taught": run_taught}, args.repeats, probe=probe)
+    decoders = {"hf": run_hf, "ours": run_ours, "taught": run_taught, "int8": run_int8}
+    runs = timed_rounds(decoders, args.repeats, probe=probe)
     runs |= timed_rounds({"naive": run_naive}, args.naive_repeats, warmup=0, probe=probe)
-    t_hf, t_ours, t_taught, t_naive = (statistics.median(runs[k]) for k in ("hf", "ours", "taught", "naive"))
+    t_hf, t_ours, t_taught, t_naive, t_int8 = (
+        statistics.median(runs[k]) for k in ("hf", "ours", "taught", "naive", "int8")
+    )
     bandwidth = probe_bytes / statistics.median(probe_seconds)  # bytes/s
 
     per_token = weight_bytes_per_token(ours)
@@ -186,16 +214,22 @@ def main() -> None:
         raise SystemExit("the two models read different numbers of weight bytes per token; check the count")
     ceiling = bandwidth / per_token  # tokens/s if a step did nothing but read the weights once
 
-    def share(name: str) -> float:
+    per_token8 = int8_bytes_per_token(ours8)
+    ceiling8 = bandwidth / per_token8
+
+    def share(name: str, bytes_per_token: int = per_token) -> float:
         """Median over the runs of tokens/s / the ceiling of that run's moment (probes just before and after)."""
         return statistics.median(
-            n / seconds / (bw / per_token) for seconds, bw in zip(runs[name], runs[f"bandwidth {name}"], strict=True)
+            n / seconds / (bw / bytes_per_token)
+            for seconds, bw in zip(runs[name], runs[f"bandwidth {name}"], strict=True)
         )
 
     shares = {name: share(name) for name in ("naive", "ours", "taught", "hf")}
-    vs_hf = {name: paired_ratio(runs["hf"], runs[name]) for name in ("ours", "taught")}  # HF time / name's time
+    shares["int8"] = share("int8", per_token8)  # of the int8 ceiling: the bytes it really reads
+    vs_hf = {name: paired_ratio(runs["hf"], runs[name]) for name in ("ours", "taught", "int8")}  # HF time / name's
+    int8_vs_ours = paired_ratio(runs["ours"], runs["int8"])
 
-    moment = [bw for name in ("hf", "ours", "taught") for bw in runs[f"bandwidth {name}"]]
+    moment = [bw for name in ("hf", "ours", "taught", "int8") for bw in runs[f"bandwidth {name}"]]
     kv = kv_cache_bytes_per_position(ours) * (prompt.shape[1] + (n + 1) / 2)  # average position in this run
     c = ours.cfg
     print(
@@ -216,6 +250,10 @@ def main() -> None:
         f"in this run ({kv / per_token:.1%}), so the ceiling is slightly above what is reachable"
     )
     print(f"ceiling: {bandwidth / 2**30:.1f} GiB/s / {per_token / 2**20:.1f} MiB = {ceiling:.1f} tokens/s")
+    print(
+        f"int8 weights read per token: {per_token8 / 2**20:.1f} MiB ({per_token8 / per_token:.1%} of float32); "
+        f"int8 ceiling: {bandwidth / 2**30:.1f} GiB/s / {per_token8 / 2**20:.1f} MiB = {ceiling8:.1f} tokens/s"
+    )
 
     print(f"\ngeneration, {n} new tokens from a 4-token prompt: tokens/s (median), share of the ceiling")
     print("  (share: median over the runs of each run's tokens/s over the ceiling measured just before and after it;")
@@ -228,6 +266,10 @@ def main() -> None:
     ]
     for label, seconds, name in rows:
         print(f"  {label:35s}{n / seconds:8.1f}   {shares[name]:4.0%}   ({n / seconds / ceiling:4.0%})")
+    label = "ours, KV cache, int8 weights:"
+    print(
+        f"  {label:35s}{n / t_int8:8.1f}   {shares['int8']:4.0%}   ({n / t_int8 / ceiling8:4.0%})   of the int8 ceiling"
+    )
 
     print("\nforward latency (ms):")
     ratios = {}
@@ -271,6 +313,16 @@ def main() -> None:
     )
     for shape, (_, r_taught) in ratios.items():
         print(f"    forward {shape}: Hugging Face time / taught: {r_taught:5.2f}x")
+    print("  int8 weights (optimize_for_inference(weights='int8')):")
+    print(f"    int8 cached / int8 ceiling tokens/s: {shares['int8']:5.2f}")
+    print(
+        f"    int8 cached / Hugging Face float32:  {vs_hf['int8']:5.2f}x   (target >= 2.0, goal 2.5; "
+        f"ratio of the medians {t_hf / t_int8:.2f}x)"
+    )
+    print(
+        f"    int8 cached / ours float32:          {int8_vs_ours:5.2f}x   (target >= 1.7; "
+        f"ratio of the medians {t_ours / t_int8:.2f}x)"
+    )
 
     bench_qwen3(args, bandwidth)  # the Llama 3 / Qwen3 family of notebook 09
 

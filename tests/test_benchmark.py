@@ -36,6 +36,10 @@ def test_benchmark_script_runs_and_prints_the_ratios():
         "Qwen3 forward (1, 512): Hugging Face time / ours:",
         "ours cached / ceiling tokens/s:",
         "Hugging Face cached / ceiling tokens/s:",
+        "int8 greedy continuation equal to float32's for the first",
+        "int8 cached / int8 ceiling tokens/s:",
+        "int8 cached / Hugging Face float32:",
+        "int8 cached / ours float32:",
     ]:
         assert line in out, out
     # the ceiling printed is the bandwidth printed over the bytes per token printed
@@ -74,3 +78,19 @@ def test_each_run_gets_the_bandwidth_measured_just_before_and_after_it():
     assert len(runs["a"]) == len(runs["b"]) == 2
     # round 1 reads 100 | a | 110 | b | 120, round 2 reads 130 | a | 140 | b | 150
     assert runs["bandwidth a"] == [105, 135] and runs["bandwidth b"] == [115, 145]
+
+
+def test_int8_bytes_per_token_counts_the_int8_weights_scales_and_float_rest():
+    from gpt_helpers import quantize_int8_
+
+    bench = load_script()
+    cfg = GPTConfig.from_preset("gpt2").with_(qkv_bias=True, tie_weights=True)
+    torch.manual_seed(0)
+    model = quantize_int8_(GPTModel(cfg))
+    per_block_weights = 4 * 768 * 768 + 2 * 768 * 3072  # W_q, W_k, W_v, out_proj, the two FFN layers: 1 byte each
+    per_block_rows = 4 * 768 + 3072 + 768  # output rows of those layers: one float32 scale and one bias each
+    blocks = 12 * (per_block_weights + per_block_rows * 4 * 2)
+    head = 50257 * 768 + 50257 * 4  # int8 rows and their scales; the head has no bias
+    norms = (12 * 2 + 1) * 2 * 768 * 4  # LayerNorm scale and shift, float32
+    rows = 768 * 4 + (768 + 4)  # one float32 position row; one int8 token row with its scale
+    assert bench.int8_bytes_per_token(model) == blocks + head + norms + rows

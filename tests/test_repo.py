@@ -139,3 +139,118 @@ def test_ruff_clean():
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = subprocess.run([*ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def _tool(name):
+    """tools/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _readme_sections():
+    """(Chinese part, English part) of README.md."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    zh, en = readme.split("\n# GPT from scratch (English)\n")
+    return zh, en
+
+
+def test_licence_declared_shipped_and_stated():
+    """Apache-2.0 in LICENSE and pyproject (a setuptools that reads it), both licences shipped, README says so."""
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("Copyright 2026 the GPT from scratch authors\n")
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert pyproject["project"]["license-files"] == _tool("check_wheel_contents").LICENSE_FILES
+    assert all((ROOT / name).is_file() for name in pyproject["project"]["license-files"])
+    assert "license" not in pyproject["project"].get("classifiers", [])
+    # PEP 639 fields (an SPDX string and license-files) need setuptools 77 or newer
+    (setuptools,) = [r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
+    assert tuple(int(x) for x in setuptools.split(">=")[1].split(".")[:1]) >= (77,), setuptools
+    zh, en = _readme_sections()
+    assert "Apache-2.0" in zh and "[LICENSE](LICENSE)" in zh and "LICENSE-GPT2.txt" in zh
+    assert "Apache License 2.0" in en and "[LICENSE](LICENSE)" in en and "LICENSE-GPT2.txt" in en
+
+
+def test_build_outputs_are_ignored():
+    """A wheel build's leftovers never get committed (a stale build/lib shipped a deleted module)."""
+    paths = ["build/lib/gpt_helpers/x.py", "dist/gpt_helpers-0.1.0-py3-none-any.whl", "gpt_helpers.egg-info/PKG-INFO"]
+    for path in paths:
+        result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert result.returncode == 0, f".gitignore does not ignore {path}"
+
+
+def test_ci_runs_the_install_claim_checks():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert 'python tools/check_wheel_contents.py --uv "$tools_venv/bin/uv"' in ci
+    assert 'python tools/check_lowest_versions.py --uv "$tools_venv/bin/uv"' in ci
+
+
+def test_readme_install_claims_match_pyproject():
+    """Both README sections give the torch bound pyproject declares, the plain-install CPU advice and the checks."""
+    bounds, extras = _tool("check_lowest_versions").lower_bounds(ROOT / "pyproject.toml")
+    for part in _readme_sections():
+        assert f"`torch>={bounds['torch']}`" in part
+        # "CPU 版 torch（2.5 或更新）" / "CPU build of torch (2.5 or newer)"
+        assert re.search(rf"torch ?[（(]{re.escape(bounds['torch'])} ", part), "README: CPU torch bound"
+        assert "`pip install .`" in part
+        for extra in extras:
+            assert f'".[{extra}]"' in part, f"README does not name the extra {extra}"
+        assert "tools/check_lowest_versions.py" in part and "tools/check_wheel_contents.py" in part
+
+
+def test_readme_preset_parameter_counts():
+    """The README's counts for GPTConfig.from_preset("gpt2") are what the preset builds (untied) and the release."""
+    import torch
+
+    from gpt_helpers import GPTConfig, GPTModel, count_parameters
+
+    with torch.device("meta"):
+        untied = count_parameters(GPTModel(GPTConfig.from_preset("gpt2")))
+        released = count_parameters(GPTModel(GPTConfig.from_preset("gpt2", tie_weights=True, qkv_bias=True)))
+    for part in _readme_sections():
+        # the code block (Chinese) or the paragraph (English) that names the preset
+        where = next(p for p in part.split("\n\n") if re.search(r'from_preset\("gpt2"[,)]', p))
+        assert f"{untied:,}" in where and f"{released:,}" in where, where
+
+
+def test_lowest_versions_reads_bounds(tmp_path):
+    module = _tool("check_lowest_versions")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\ndependencies = ["torch>=2.5", "Tiny_Pkg >= 0.4.3"]\n'
+        '[project.optional-dependencies]\nplots = ["matplotlib>=3.11"]\n'
+    )
+    assert module.lower_bounds(pyproject) == ({"torch": "2.5", "tiny-pkg": "0.4.3", "matplotlib": "3.11"}, ["plots"])
+    pyproject.write_text('[project]\ndependencies = ["torch"]\n')
+    with pytest.raises(ValueError, match="'torch' has no lower bound"):
+        module.lower_bounds(pyproject)
+    assert module.same_version("1.26.0", "1.26") and not module.same_version("2.5.1", "2.5")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("torch==2.13.0\ntransformers==5.24.0  # reference\n-e .\nhuggingface_hub==2.4.0\n")
+    assert module.dev_only_modules(requirements, {"torch", "huggingface-hub"}) == ["transformers"]
+    assert module.pinned(requirements, "transformers") == "transformers==5.24.0  # reference"
+
+
+def test_wheel_contents_finds_strays_and_gaps(tmp_path):
+    module = _tool("check_wheel_contents")
+    for name in ["gpt_helpers/__init__.py", "gpt_helpers/gpt2/model.py", "gpt_helpers/data/vocab.bpe"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    meta = "gpt_helpers-0.1.0.dist-info/"
+    dist_info = [meta + n for n in ["METADATA", "WHEEL", "RECORD", "entry_points.txt", "top_level.txt"]]
+    dist_info += [meta + "licenses/" + n for n in module.LICENSE_FILES]
+    good = ["gpt_helpers/__init__.py", "gpt_helpers/gpt2/model.py", "gpt_helpers/data/vocab.bpe", *dist_info]
+    assert module.problems(good, tmp_path) == []
+    assert module.problems([*good, "gpt_helpers/weights.py"], tmp_path) == [
+        "in the wheel but not in the source tree: gpt_helpers/weights.py"
+    ]
+    assert module.problems([n for n in good if "gpt2" not in n], tmp_path) == [
+        "in the source tree but not in the wheel: gpt_helpers/gpt2/model.py"
+    ]
+    assert module.problems([n for n in good if "LICENSE-GPT2" not in n], tmp_path) == [
+        f"{meta[:-1]}: missing licenses/gpt_helpers/data/LICENSE-GPT2.txt"
+    ]

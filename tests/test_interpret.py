@@ -236,3 +236,77 @@ def test_train_zen_model_is_repeatable_and_leaves_the_caller_alone():
     assert other_seed.history != run.history
     with pytest.raises(ValueError, match="num_steps must be >= 1"):
         train_zen_model(num_steps=0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (torch.zeros(0, 3, dtype=torch.long), ValueError, "batch size 0"),
+        (torch.tensor([[1, 2]], dtype=torch.uint8), TypeError, r"torch.uint8; use ids.long\(\)"),
+        (torch.tensor([[1, 2]], dtype=torch.int16), TypeError, r"use ids.long\(\)"),
+        (torch.tensor([[True, False]]), TypeError, "integer tensor"),
+        (torch.tensor([[-1, 2]]), ValueError, "token id -1 is outside the vocabulary"),
+    ],
+    ids=["zero-batch", "uint8", "int16", "bool", "negative"],
+)
+@pytest.mark.parametrize("reader", [attention_weights, logit_lens], ids=["attention_weights", "logit_lens"])
+def test_more_bad_token_ids_get_clear_errors(reader, bad, error, message):
+    model = tiny_model()
+    with pytest.raises(error, match=message):
+        reader(model, bad)
+    assert all_hooks(model) == []
+
+
+def test_readers_take_int32_ids_and_work_on_llama_qwen_for_the_lens():
+    model = tiny_model()
+    ids = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(attention_weights(model, ids.int()), attention_weights(model, ids))
+    from gpt_helpers import LlamaQwenConfig, LlamaQwenModel
+
+    cfg = LlamaQwenConfig(
+        vocab_size=50, context_length=16, emb_dim=16, n_heads=2, n_kv_heads=1, head_dim=8, n_layers=2, hidden_dim=32
+    )
+    llama = LlamaQwenModel(cfg).eval()
+    lens = logit_lens(llama, ids)  # its blocks read and write one residual stream too
+    with torch.no_grad():
+        torch.testing.assert_close(lens[-1], llama(ids))
+    with pytest.raises(TypeError, match="LlamaQwenModel has no gpt_helpers.MultiHeadAttention"):
+        attention_weights(llama, ids)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        ([50257], ValueError, r"token id 50257 is outside the tokenizer's vocabulary \[0, 50257\)"),
+        ([-1], ValueError, "token id -1 is outside"),
+        ([2**70], ValueError, "is outside the tokenizer's vocabulary"),
+        (torch.tensor([7, 50300]), ValueError, "token id 50300 is outside"),
+        ([1.5], TypeError, "token ids must be ints, got float 1.5"),
+        (["a"], TypeError, "got str 'a'"),
+        ([None], TypeError, "got NoneType None"),
+        ([True], TypeError, "got bool True"),
+        ([[1, 2]], TypeError, "give a flat list of ints"),
+        ("abc", TypeError, r"for text use tokenizer.encode\(text\) first"),
+        (5, TypeError, "got int"),
+        (torch.tensor([1.0]), TypeError, "integer tensor, got dtype torch.float32"),
+        (torch.tensor([True]), TypeError, "integer tensor, got dtype torch.bool"),
+    ],
+    ids=[
+        "past-vocab", "negative", "huge", "tensor-past-vocab", "float", "str-item", "None", "bool", "nested",
+        "text", "int", "float-tensor", "bool-tensor",
+    ],
+)  # fmt: skip
+def test_token_labels_bad_inputs_get_clear_errors(bad, error, message):
+    with pytest.raises(error, match=message):
+        token_labels(bad)
+
+
+def test_token_labels_takes_any_integer_sequence():
+    import numpy as np
+
+    assert token_labels([]) == []
+    assert token_labels(np.array([40, 50256])) == ["I", "<|endoftext|>"]  # numpy ints are ints
+    assert token_labels(torch.tensor([[40], [50256]])) == ["I", "<|endoftext|>"]  # any tensor shape, flattened
+    assert token_labels(torch.tensor([40], dtype=torch.int32)) == ["I"]
+    with pytest.raises(TypeError, match="tokenizer must be a tiktoken Encoding"):
+        token_labels([1], tokenizer="gpt2")

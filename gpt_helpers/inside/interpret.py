@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import numbers
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -24,7 +25,11 @@ def _check_inputs(model: nn.Module, idx: torch.Tensor) -> None:
     vocab_size = getattr(cfg, "vocab_size", None)
     context_length = getattr(cfg, "context_length", None)
     # the model's own check would do, but it runs inside the forward pass, after the hooks are on
+    if isinstance(idx, torch.Tensor) and idx.dim() == 2 and idx.shape[0] == 0:
+        raise ValueError("idx holds no sequence (batch size 0); give at least one, e.g. shape (1, seq_len)")
     check_token_ids(idx, vocab_size if vocab_size is not None else math.inf)
+    if idx.dtype not in (torch.long, torch.int):
+        raise TypeError(f"token ids must be torch.long (or torch.int), got dtype {idx.dtype}; use ids.long()")
     if context_length is not None and idx.shape[1] > context_length:
         raise ValueError(
             f"idx has {idx.shape[1]} tokens, more than the model's context_length={context_length}; "
@@ -129,7 +134,18 @@ def logit_lens(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 def token_labels(token_ids, tokenizer=None) -> list[str]:
     """Readable labels for single tokens: a space as '␣', a newline as '⏎', a tab as '\\t', broken UTF-8 as '\\xNN'."""
     tokenizer = get_gpt2_tokenizer() if tokenizer is None else tokenizer
-    ids = token_ids.flatten().tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
+    if not hasattr(tokenizer, "decode_single_token_bytes"):
+        raise TypeError(
+            f"tokenizer must be a tiktoken Encoding such as get_gpt2_tokenizer(), got {type(tokenizer).__name__}"
+        )
+    ids = _token_id_list(token_ids)
+    n_vocab = getattr(tokenizer, "n_vocab", None)
+    for token_id in ids:
+        if token_id < 0 or (n_vocab is not None and token_id >= n_vocab):
+            raise ValueError(
+                f"token id {token_id} is outside the tokenizer's vocabulary [0, {n_vocab}); "
+                "check where the ids came from"
+            )
     labels = []
     for token_id in ids:
         # a byte-level token can end inside a multi-byte character: show those bytes instead of failing
@@ -137,3 +153,24 @@ def token_labels(token_ids, tokenizer=None) -> list[str]:
         # symbols the course's plot font (Noto Sans CJK) can draw
         labels.append(text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "\\t"))
     return labels
+
+
+def _token_id_list(token_ids) -> list[int]:
+    """The ids of an integer tensor (any shape) or of a flat sequence of ints, as Python ints."""
+    if isinstance(token_ids, torch.Tensor):
+        if token_ids.dtype.is_floating_point or token_ids.dtype.is_complex or token_ids.dtype == torch.bool:
+            raise TypeError(f"token ids must be an integer tensor, got dtype {token_ids.dtype}; use ids.long()")
+        return token_ids.flatten().tolist()
+    if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Iterable):
+        raise TypeError(
+            f"token_ids must be a tensor or a list of ints, got {type(token_ids).__name__}; "
+            "for text use tokenizer.encode(text) first"
+        )
+    ids = list(token_ids)
+    for token_id in ids:
+        if isinstance(token_id, bool) or not isinstance(token_id, numbers.Integral):
+            raise TypeError(
+                f"token ids must be ints, got {type(token_id).__name__} {token_id!r}; "
+                "give a flat list of ints or an integer tensor"
+            )
+    return [int(token_id) for token_id in ids]

@@ -356,6 +356,19 @@ def test_older_config_layout_with_rope_scaling():
         ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
         ({"num_key_value_heads": 3}, r"n_heads \(16\) must be a multiple of n_kv_heads \(3\)"),
         ({"hidden_size": None}, "config.json has no 'hidden_size'"),
+        # bad values: a one-line error naming config.json, never a silent fallback or a raw library error
+        ({"num_key_value_heads": 0}, "valid qwen3 model: LlamaQwenConfig.n_kv_heads must be positive, got 0"),
+        ({"head_dim": 0}, "valid qwen3 model: LlamaQwenConfig.head_dim must be positive, got 0"),
+        ({"vocab_size": "151936"}, "valid qwen3 model: LlamaQwenConfig.vocab_size must be an int, got str"),
+        ({"tie_word_embeddings": "false"}, "tie_word_embeddings must be true or false, got 'false'"),
+        ({"rope_theta": "1e6"}, "rope_theta must be a number, got '1e6'"),
+        ({"rope_theta": float("nan")}, "rope_theta must be a positive finite number, got nan"),
+        ({"rms_norm_eps": -1e-6}, "norm_eps must be a positive finite number"),
+        ({"num_attention_heads": "16", "head_dim": None}, "hidden_size and num_attention_heads must be positive ints"),
+        (
+            {"rope_scaling": {**HF_CONFIGS["meta-llama/Llama-3.2-1B"]["rope_scaling"], "factor": float("nan")}},
+            "llama3 RoPE scaling is invalid: Llama3RopeScaling.factor must be a positive finite number, got nan",
+        ),
     ],
 )
 def test_config_problems(change, pattern):
@@ -530,3 +543,14 @@ def test_cli_one_line_error_for_unsupported_model_type(llama, tmp_path, capsys):
         "error: model_type 'mistral' is not supported; "
         "gpt_helpers loads gpt2, llama, qwen3, deepseek_v3, gemma3_text, qwen3_next"
     )
+
+
+def test_integer_weights_are_refused(llama, tmp_path):
+    """An int8 tensor (a quantized checkpoint) would be cast to float silently by copy_: refuse it instead."""
+    folder = _copy(llama[1], tmp_path)
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["model.layers.0.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"].to(torch.int8)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"'model.layers.0.mlp.up_proj.weight' has dtype torch.int8: quantized") as e:
+        load_hf_checkpoint(folder)
+    _one_line(e)

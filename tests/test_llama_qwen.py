@@ -10,7 +10,13 @@ from torch.nn import functional as F
 
 from gpt_helpers import KVCache, count_parameters, generate, generate_text_simple, optimize_for_inference
 from gpt_helpers.families.gqa import GroupedQueryAttention
-from gpt_helpers.families.llama_qwen import LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
+from gpt_helpers.families.llama_qwen import (
+    LlamaQwenConfig,
+    LlamaQwenModel,
+    llama_qwen_config_from_book,
+    llama_qwen_parameter_breakdown,
+    rename_book_keys,
+)
 from gpt_helpers.families.rms_norm import RMSNorm
 from gpt_helpers.families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies
 from gpt_helpers.families.swiglu import SwiGLUFeedForward
@@ -69,7 +75,7 @@ def test_rms_norm_keeps_dtype_and_computes_in_float32():
 def test_rope_frequencies_formula():
     inv = rope_frequencies(8, theta_base=100.0)
     torch.testing.assert_close(inv, torch.tensor([1.0, 100 ** (-2 / 8), 100 ** (-4 / 8), 100 ** (-6 / 8)]))
-    with pytest.raises(ValueError, match="head_dim must be even"):
+    with pytest.raises(ValueError, match="head_dim must be a positive even int"):
         rope_frequencies(7)
 
 
@@ -132,7 +138,7 @@ def test_llama3_scaling_matches_transformers():
 def test_llama3_scaling_validation():
     with pytest.raises(ValueError, match="low_freq_factor < high_freq_factor"):
         Llama3RopeScaling(low_freq_factor=4.0, high_freq_factor=1.0)
-    with pytest.raises(ValueError, match="factor must be a positive number"):
+    with pytest.raises(ValueError, match="factor must be a positive finite number"):
         Llama3RopeScaling(factor=0)
 
 
@@ -200,7 +206,7 @@ def test_config_validation():
         SMALL.with_(n_layers=0)
     with pytest.raises(ValueError, match="head_dim must be even"):
         SMALL.with_(head_dim=15)
-    with pytest.raises(ValueError, match="rope_theta must be a positive number"):
+    with pytest.raises(ValueError, match="rope_theta must be a positive finite number"):
         SMALL.with_(rope_theta=-1.0)
     with pytest.raises(TypeError, match="rope_scaling must be None or a Llama3RopeScaling"):
         SMALL.with_(rope_scaling={"factor": 8.0})
@@ -208,7 +214,7 @@ def test_config_validation():
         SMALL.with_(qk_norm=1)
     with pytest.raises(FrozenInstanceError):
         SMALL.n_layers = 3
-    with pytest.raises(TypeError, match="expects a LlamaQwenConfig"):
+    with pytest.raises(ValueError, match="the config dict has no 'vocab_size'"):
         LlamaQwenModel({"emb_dim": 32})
     assert hash(SMALL) == hash(SMALL.with_())  # frozen and hashable, rope_scaling included
 
@@ -286,3 +292,199 @@ def test_weight_tying_and_breakdown():
     assert untied["total"] == count_parameters(small_model())
     model = LlamaQwenModel(SMALL.with_(tie_weights=True))
     assert model.out_head.weight is model.tok_emb.weight
+
+
+# ---- the book's chapter 5 bonus code: dict configs and state_dicts (tests/book_style.py) -----------------------
+
+BOOK_LLAMA = {  # the keys of the book's LLAMA32_CONFIG_1B, small sizes
+    "vocab_size": 101,
+    "context_length": 40,
+    "emb_dim": 32,
+    "n_heads": 4,
+    "n_layers": 2,
+    "hidden_dim": 48,
+    "n_kv_groups": 2,
+    "rope_base": 500_000.0,
+    "dtype": torch.float32,
+    "rope_freq": {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_context_length": 16},
+}
+BOOK_QWEN = {  # the keys of the book's QWEN_CONFIG_06_B, small sizes
+    "vocab_size": 101,
+    "context_length": 40,
+    "emb_dim": 32,
+    "n_heads": 4,
+    "n_layers": 2,
+    "hidden_dim": 48,
+    "head_dim": 16,
+    "qk_norm": True,
+    "n_kv_groups": 2,
+    "rope_base": 1_000_000.0,
+    "dtype": torch.float32,
+}
+
+
+def book_model(cfg: dict, seed: int = 0):
+    from book_style import BookLlamaQwen
+
+    torch.manual_seed(seed)
+    book = BookLlamaQwen(cfg).eval()
+    with torch.no_grad():  # gammas start at 1: perturb them so a norm that is not loaded would show
+        for name, p in book.named_parameters():
+            if "norm" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return book
+
+
+@pytest.mark.parametrize(
+    "book_cfg",
+    [
+        BOOK_LLAMA,
+        BOOK_LLAMA | {"orig_context_length": 160},  # the book's rescale_theta: base * 40 / 160
+        BOOK_QWEN,
+        BOOK_QWEN | {"head_dim": None},  # None: emb_dim // n_heads
+    ],
+    ids=["llama", "llama-rescaled-base", "qwen3", "qwen3-head-dim-none"],
+)
+def test_book_dict_config_and_state_dict(book_cfg):
+    book = book_model(book_cfg)
+    ours = LlamaQwenModel(book_cfg).eval()
+    state = book.state_dict()
+    assert any(".ff.fc1." in k for k in state) and ("final_norm.weight" in state) is ("qk_norm" not in book_cfg)
+    result = ours.load_state_dict(state)  # strict: every book name is renamed, nothing left over
+    assert not result.missing_keys and not result.unexpected_keys
+    assert set(state) == set(book.state_dict()), "load_state_dict must not change the caller's dict"
+    ids = torch.randint(0, book_cfg["vocab_size"], (2, 33))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), book(ids), atol=1e-5, rtol=1e-5)
+    qwen = "qk_norm" in book_cfg
+    assert ours.cfg.qk_norm is qwen and ours.cfg.norm_eps == (1e-6 if qwen else 1e-5)
+    assert ours.cfg.n_kv_heads == 2 and ours.cfg.head_dim == (book_cfg.get("head_dim") or 8)
+    assert not ours.cfg.tie_weights
+    assert (ours.cfg.rope_scaling is None) is qwen
+
+
+def test_book_config_fields():
+    cfg = llama_qwen_config_from_book(BOOK_LLAMA | {"orig_context_length": 160})
+    assert cfg.rope_theta == 500_000.0 * 40 / 160 and cfg.rope_scaling == Llama3RopeScaling(32.0, 1.0, 4.0, 16)
+    assert llama_qwen_config_from_book(BOOK_QWEN) == LlamaQwenConfig(
+        vocab_size=101, context_length=40, emb_dim=32, n_heads=4, n_kv_heads=2, head_dim=16, n_layers=2,
+        hidden_dim=48, rope_theta=1_000_000.0, qk_norm=True, norm_eps=1e-6,
+    )  # fmt: skip
+    with torch.device("meta"):
+        half = LlamaQwenModel(BOOK_QWEN | {"dtype": torch.bfloat16})
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}  # the book builds in its dict's dtype
+    original = dict(BOOK_LLAMA, orig_context_length=160)
+    llama_qwen_config_from_book(original)
+    assert original["rope_base"] == 500_000.0  # the caller's dict is not changed (the book's code changes it)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "pattern"),
+    [
+        ({"n_kv_group": 2}, ValueError, r"unknown key 'n_kv_group' \(did you mean 'n_kv_groups'\?\)"),
+        ({"n_kv_heads": 2}, ValueError, "gives both 'n_kv_groups' and 'n_kv_heads'"),
+        ({"hidden_dim": None}, TypeError, "hidden_dim must be an int"),
+        ({"rope_freq": {"factor": 8.0}}, ValueError, "rope_freq must have exactly the keys"),
+        ({"rope_freq": {**BOOK_LLAMA["rope_freq"], "factor": float("nan")}}, ValueError, "factor must be a positive"),
+        ({"window_size": 8}, ValueError, "window_size=8 .* not supported"),
+        ({"dtype": "bfloat16"}, TypeError, "dtype must be a floating torch.dtype"),
+        ({"n_heads": 5}, ValueError, r"emb_dim \(32\) must be a multiple of n_heads \(5\)"),
+        ({"orig_context_length": 0}, ValueError, "orig_context_length must be a positive int"),
+        ({"rope_base": float("inf")}, ValueError, "rope_theta must be a positive finite number"),
+    ],
+)
+def test_book_config_errors(change, error, pattern):
+    with pytest.raises(error, match=pattern):
+        LlamaQwenModel(BOOK_LLAMA | change)
+
+
+def test_book_config_missing_key_and_wrong_type():
+    with pytest.raises(ValueError, match="the config dict has no 'n_kv_heads'"):
+        llama_qwen_config_from_book({k: v for k, v in BOOK_LLAMA.items() if k != "n_kv_groups"})
+    with pytest.raises(TypeError, match="expected the book's dict config, got list"):
+        llama_qwen_config_from_book([("emb_dim", 32)])
+    with pytest.raises(TypeError, match=r"expects a LlamaQwenConfig \(or the book's dict config\), got int"):
+        LlamaQwenModel(42)
+
+
+def test_rename_book_keys_leaves_our_names_and_clashes_alone():
+    ours = small_model().state_dict()
+    assert rename_book_keys(dict(ours)) == []  # our own state_dict: nothing to rename
+    clash = {"trf_blocks.0.ff.fc1.weight": torch.zeros(1), "trf_blocks.0.ff.gate.weight": torch.ones(1)}
+    assert rename_book_keys(clash) == [] and len(clash) == 2  # both names given: a strict load reports it
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*ff\.fc1\.weight"):
+        small_model().load_state_dict(dict(ours) | {"trf_blocks.0.ff.fc1.weight": ours["trf_blocks.0.ff.gate.weight"]})
+
+
+# ---- bad inputs: one-line errors naming the problem and the fix ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "pattern"),
+    [
+        (lambda: RMSNorm(0), ValueError, "emb_dim must be a positive int"),
+        (lambda: RMSNorm(True), ValueError, "emb_dim must be a positive int"),
+        (lambda: RMSNorm(8.0), ValueError, "emb_dim must be a positive int"),
+        (lambda: RMSNorm(8, eps=float("nan")), ValueError, "eps must be a small positive number"),
+        (lambda: RMSNorm(8, eps=0), ValueError, "eps must be a small positive number"),
+        (lambda: RMSNorm(8)(torch.ones(2, 7)), ValueError, r"RMSNorm\(8\) got a tensor of shape \(2, 7\)"),
+        (lambda: RMSNorm(8)(torch.ones(2, 8, dtype=torch.long)), TypeError, "floating-point tensor, got torch.int64"),
+        (lambda: RMSNorm(8)([1.0] * 8), TypeError, "floating-point tensor, got list"),
+        (lambda: rope_frequencies(0), ValueError, "positive even int, got 0"),
+        (lambda: rope_frequencies(16.0), ValueError, "positive even int, got 16.0"),
+        (lambda: rope_frequencies(16, float("nan")), ValueError, "theta_base must be a positive finite number"),
+        (lambda: rope_frequencies(16, -1.0), ValueError, "theta_base must be a positive finite number"),
+        (lambda: RoPE(15), ValueError, "positive even int, got 15"),
+        (lambda: RoPE(16, 10_000.0, {"factor": 8.0}), TypeError, "scaling must be None or a Llama3RopeScaling"),
+        (lambda: RoPE(16)(torch.arange(4.0)), TypeError, "1-D integer tensor of positions"),
+        (lambda: RoPE(16)(torch.arange(4).view(2, 2)), TypeError, "1-D integer tensor of positions"),
+        (lambda: RoPE(16)(torch.tensor([-1, 0])), ValueError, "positions must be >= 0, got -1"),
+        (lambda: RoPE(16)([0, 1]), TypeError, "1-D integer tensor of positions"),
+        (lambda: Llama3RopeScaling(factor=float("inf")), ValueError, "factor must be a positive finite number"),
+        (lambda: Llama3RopeScaling(original_context_length=True), ValueError, "must be a positive finite number"),
+        (lambda: llama3_scaled_frequencies(rope_frequencies(16), None), TypeError, "must be a Llama3RopeScaling"),
+        (lambda: llama3_scaled_frequencies([1.0], Llama3RopeScaling()), TypeError, "1-D float tensor"),
+        (lambda: apply_rope(torch.ones(1, 2, 5, 16), *RoPE(16)(torch.arange(4))), ValueError, r"\(T, head_dim\)"),
+        (lambda: apply_rope(torch.ones(1, 2, 4, 8), *RoPE(16)(torch.arange(4))), ValueError, r"\(T, head_dim\)"),
+        (lambda: apply_rope(torch.ones(1, 1, 4, 16).long(), *RoPE(16)(torch.arange(4))), TypeError, "float tensor"),
+        (lambda: SwiGLUFeedForward(8, 0), ValueError, "hidden_dim must be a positive int"),
+        (lambda: SwiGLUFeedForward(8.5, 16), ValueError, "emb_dim must be a positive int"),
+        (lambda: GroupedQueryAttention(32, 4, 0, 8), ValueError, "n_kv_heads must be a positive int, got 0"),
+        (lambda: GroupedQueryAttention(32, 4, 2, 8, qk_norm="yes"), TypeError, "qk_norm must be True or False"),
+        (lambda: GroupedQueryAttention(32, 4, 2, 8)(torch.ones(2, 5, 31), None, None), ValueError, r"\(B, T, 32\)"),
+        (lambda: GroupedQueryAttention(32, 4, 2, 8)(torch.ones(5, 32), None, None), ValueError, r"\(B, T, 32\)"),
+        (lambda: SMALL.with_(rope_theta=float("nan")), ValueError, "rope_theta must be a positive finite number"),
+        (lambda: SMALL.with_(norm_eps=float("inf")), ValueError, "norm_eps must be a positive finite number"),
+        (lambda: SMALL.with_(vocab_size=True), TypeError, "vocab_size must be an int"),
+        (lambda: llama_qwen_parameter_breakdown({"emb_dim": 32}), TypeError, "expects a LlamaQwenConfig, got dict"),
+    ],
+)
+def test_bad_inputs_to_the_pieces(make, error, pattern):
+    with pytest.raises(error, match=pattern) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("ids", "kwargs", "error", "pattern"),
+    [
+        (torch.zeros(0, 4, dtype=torch.long), {}, ValueError, "batch size 0"),
+        (torch.zeros(2, 0, dtype=torch.long), {}, ValueError, "empty"),
+        (torch.zeros(2, 4), {}, TypeError, "integer tensor"),
+        (torch.tensor([[1, 97]]), {}, ValueError, r"token id 97 is outside the vocabulary \[0, 97\)"),
+        (torch.tensor([[-1, 3]]), {}, ValueError, "token id -1 is outside"),
+        (torch.tensor([1, 2]), {}, ValueError, "must be 2-D"),
+        ([[1, 2]], {}, TypeError, "must be a torch.Tensor"),
+        (torch.tensor([[1, 2]]), {"cache": "cache"}, ValueError, "cache must be a KVCache for this model"),
+    ],
+)
+def test_bad_inputs_to_the_model(ids, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern) as info:
+        small_model()(ids, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_cache_of_another_model_is_refused():
+    other = LlamaQwenModel(SMALL.with_(n_layers=3))
+    with pytest.raises(ValueError, match="cache must be a KVCache for this model"):
+        small_model()(torch.tensor([[1, 2]]), cache=KVCache.for_model(other, batch_size=1))

@@ -173,6 +173,8 @@ def _rope_settings(config: dict) -> tuple[float, Llama3RopeScaling | None]:
     if not isinstance(params, dict):
         raise ValueError(f"config.json's rope settings must be a JSON object, got {params!r}")
     theta = params.get("rope_theta", config.get("rope_theta", 10_000.0))
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)):
+        raise ValueError(f"config.json's rope_theta must be a number, got {theta!r}; download config.json again")
     kind = params.get("rope_type", params.get("type", "default"))
     if kind == "default":
         return float(theta), None
@@ -193,6 +195,8 @@ def _rope_settings(config: dict) -> tuple[float, Llama3RopeScaling | None]:
     except KeyError as err:
         missing = err.args[0]
         raise ValueError(f"config.json's llama3 RoPE scaling has no {missing!r}; download config.json again") from None
+    except ValueError as err:
+        raise ValueError(f"config.json's llama3 RoPE scaling is invalid: {err}") from None
     return float(theta), scaling
 
 
@@ -214,21 +218,35 @@ def llama_qwen_config_from_hf(config: dict) -> LlamaQwenConfig:
     emb_dim = _required(config, "hidden_size", model_type)
     n_heads = _required(config, "num_attention_heads", model_type)
     theta, scaling = _rope_settings(config)
-    return LlamaQwenConfig(
-        vocab_size=_required(config, "vocab_size", model_type),
-        context_length=_required(config, "max_position_embeddings", model_type),
-        emb_dim=emb_dim,
-        n_heads=n_heads,
-        n_kv_heads=config.get("num_key_value_heads") or n_heads,  # absent: one key/value head per query head
-        head_dim=config.get("head_dim") or emb_dim // n_heads,
-        n_layers=_required(config, "num_hidden_layers", model_type),
-        hidden_dim=_required(config, "intermediate_size", model_type),
-        rope_theta=theta,
-        rope_scaling=scaling,
-        qk_norm=model_type == "qwen3",
-        norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        tie_weights=bool(config.get("tie_word_embeddings", False)),
-    )
+    tie = config.get("tie_word_embeddings", False)
+    if not isinstance(tie, bool):
+        raise ValueError(f"config.json's tie_word_embeddings must be true or false, got {tie!r}")
+    n_kv_heads, head_dim = config.get("num_key_value_heads"), config.get("head_dim")
+    if head_dim is None:  # absent: emb_dim // n_heads, as transformers does
+        if not (isinstance(emb_dim, int) and isinstance(n_heads, int) and n_heads > 0):
+            raise ValueError(
+                f"config.json's hidden_size and num_attention_heads must be positive ints, got "
+                f"{emb_dim!r} and {n_heads!r}"
+            )
+        head_dim = emb_dim // n_heads
+    try:
+        return LlamaQwenConfig(
+            vocab_size=_required(config, "vocab_size", model_type),
+            context_length=_required(config, "max_position_embeddings", model_type),
+            emb_dim=emb_dim,
+            n_heads=n_heads,
+            n_kv_heads=n_heads if n_kv_heads is None else n_kv_heads,  # absent: one key/value head per query head
+            head_dim=head_dim,
+            n_layers=_required(config, "num_hidden_layers", model_type),
+            hidden_dim=_required(config, "intermediate_size", model_type),
+            rope_theta=theta,
+            rope_scaling=scaling,
+            qk_norm=model_type == "qwen3",
+            norm_eps=config.get("rms_norm_eps", 1e-6),
+            tie_weights=tie,
+        )
+    except (TypeError, ValueError) as err:  # our field names; say which file is wrong
+        raise ValueError(f"config.json does not describe a valid {model_type} model: {err}") from None
 
 
 def _family(model_type: str) -> ModuleType | None:
@@ -356,6 +374,11 @@ def hf_to_llama_qwen_state_dict(state_dict: dict[str, torch.Tensor], cfg: LlamaQ
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in LlamaQwenModel(cfg).state_dict().items()}
     for hf_name, ours in names.items():
+        if not given[hf_name].is_floating_point():
+            raise ValueError(
+                f"{hf_name!r} has dtype {given[hf_name].dtype}: quantized or damaged weights are not supported; "
+                "use a checkpoint with float32, float16 or bfloat16 weights"
+            )
         if tuple(given[hf_name].shape) != shapes[ours]:
             raise ValueError(
                 f"shape mismatch for {hf_name!r}: the checkpoint has {tuple(given[hf_name].shape)}, "

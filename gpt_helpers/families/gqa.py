@@ -26,6 +26,12 @@ class GroupedQueryAttention(nn.Module):
         norm_eps: float = 1e-6,
     ):
         super().__init__()
+        sizes = {"emb_dim": emb_dim, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "head_dim": head_dim}
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GroupedQueryAttention: {name} must be a positive int, got {value!r}")
+        if not isinstance(qk_norm, bool):
+            raise TypeError(f"GroupedQueryAttention: qk_norm must be True or False, got {qk_norm!r}")
         if n_heads % n_kv_heads != 0:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
         self.n_heads = n_heads
@@ -42,6 +48,9 @@ class GroupedQueryAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: LayerKVCache | None = None
     ) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.W_query.in_features:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"GroupedQueryAttention expects x of shape (B, T, {self.W_query.in_features}), got {got}")
         b, t, _ = x.shape  # (B, T, C); cos, sin: (T, head_dim) for the positions of these T tokens
         q = self.W_query(x).view(b, t, self.n_heads, self.head_dim)  # (B, T, H, hd)
         k = self.W_key(x).view(b, t, self.n_kv_heads, self.head_dim)  # (B, T, G, hd)

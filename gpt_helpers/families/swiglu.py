@@ -12,6 +12,9 @@ class SwiGLUFeedForward(nn.Module):
 
     def __init__(self, emb_dim: int, hidden_dim: int):
         super().__init__()
+        for name, value in (("emb_dim", emb_dim), ("hidden_dim", hidden_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"SwiGLUFeedForward: {name} must be a positive int, got {value!r}")
         self.gate = nn.Linear(emb_dim, hidden_dim, bias=False)  # (B, T, C) -> (B, T, hidden): through SiLU
         self.up = nn.Linear(emb_dim, hidden_dim, bias=False)  # (B, T, C) -> (B, T, hidden): the values
         self.down = nn.Linear(hidden_dim, emb_dim, bias=False)  # (B, T, hidden) -> (B, T, C)

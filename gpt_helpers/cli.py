@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -12,17 +13,43 @@ import torch
 __all__ = ["main", "build_parser"]
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+def _int_at_least(low: int):
+    """An argparse type: an int >= low, with a one-line message for anything else."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+
+
+def _number(text: str) -> float:
+    """An argparse type: a finite float (nan and inf are refused here, with the option's name)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+def _seed(text: str) -> int:
+    """An argparse type: an int that torch.manual_seed accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not -(2**63) <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be in [-2**63, 2**64), got {value}")
     return value
 
 
@@ -38,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Hugging Face checkpoint folder (GPT-2, Llama, Qwen3), a GPT-2 model.safetensors or a save_model() "
         "file; default: untrained 124M model",
     )
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    gen.add_argument("--temperature", type=_number, default=0.0, help="0 = greedy (default); > 0 samples")
     gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k most likely tokens")
-    gen.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with mass >= p")
-    gen.add_argument("--seed", type=int, default=123, help="random seed for weights and sampling (default 123)")
+    gen.add_argument("--top-p", type=_number, default=None, help="sample from the smallest set with mass >= p")
+    gen.add_argument("--seed", type=_seed, default=123, help="random seed for weights and sampling (default 123)")
     gen.add_argument("--no-cache", action="store_true", help="recompute every step instead of using the KV cache")
     gen.add_argument("--stop-at-eos", action="store_true", help="stop at <|endoftext|>")
     return parser
@@ -78,8 +105,9 @@ def _generate(args, out, err) -> int:
     from .text.generation import stream_generate
     from .text.tokenizer import END_OF_TEXT_ID, text_to_token_ids
 
-    model = _load_model(args.weights, args.seed, err)
+    # the tokenizer first: a missing library or tokenizer file fails before GiBs of weights are read
     tokenizer = tokenizer_for_checkpoint(args.weights)  # tokenizer.json beside the weights, else GPT-2's
+    model = _load_model(args.weights, args.seed, err)
     idx = text_to_token_ids(args.prompt, tokenizer)
     if idx.shape[1] == 0:
         print("error: the prompt is empty; give some text to continue", file=err)
@@ -140,3 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # a missing, unreadable or damaged file: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional library, e.g. tokenizers for a checkpoint's tokenizer.json
+        hint = "" if "pip install" in str(exc) else f"; pip install {exc.name}" if exc.name else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C while streaming: end the line, no traceback
+        print("\ninterrupted", file=sys.stderr)
+        return 130

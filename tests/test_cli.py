@@ -134,3 +134,55 @@ def test_weights_written_by_save_model(tmp_path, capsys):
     assert main(["generate", "Hello", "--max-new-tokens", "4", "--weights", str(path)]) == 0
     expected = token_ids_to_text(generate(load_model(path), text_to_token_ids("Hello"), 4))
     assert capsys.readouterr().out == expected + "\n"
+
+
+# ---- bad values and a missing optional library: one line, exit code 2 (issue 17) ---------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--temperature", "nan"], "argument --temperature: must be a finite number, got 'nan'"),
+        (["--temperature", "inf"], "argument --temperature: must be a finite number, got 'inf'"),
+        (["--temperature", "warm"], "argument --temperature: expected a number, got 'warm'"),
+        (["--top-p", "nan"], "argument --top-p: must be a finite number, got 'nan'"),
+        (["--top-k", "1.5"], "argument --top-k: expected a whole number >= 1, got '1.5'"),
+        (["--max-new-tokens", "ten"], "argument --max-new-tokens: expected a whole number >= 0, got 'ten'"),
+        (["--seed", str(2**70)], "argument --seed: must be in [-2**63, 2**64)"),
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser(extra, message, capsys):
+    """nan/inf used to reach the sampler (a torch RuntimeError or top-k silently off); a huge seed, torch's."""
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "Hi", *extra])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_tokenizer_json_without_the_tokenizers_library(checkpoint, tmp_path, capsys, monkeypatch):
+    """A checkpoint folder with tokenizer.json, `tokenizers` not installed: one line naming the fix, exit 2."""
+    folder = tmp_path / "with_tokenizer"
+    folder.mkdir()
+    for f in checkpoint.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "tokenizer.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # what `import tokenizers` sees when it is missing
+    loaded = []
+    monkeypatch.setattr("gpt_helpers.cli._load_model", lambda *a: loaded.append(a))
+    assert main(["generate", "Hi", "--max-new-tokens", "2", "--weights", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "error: reading tokenizer.json needs the tokenizers library: pip install tokenizers"
+    ]
+    assert loaded == []  # it failed before reading the weights
+
+
+def test_ctrl_c_while_streaming_ends_quietly(checkpoint, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        yield torch.tensor([[11]])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gpt_helpers.text.generation.stream_generate", interrupted)
+    assert main(["generate", "Hi", "--max-new-tokens", "5", "--weights", str(checkpoint)]) == 130
+    out, err = capsys.readouterr()
+    assert out == "Hi," and err.strip().splitlines()[-1] == "interrupted"

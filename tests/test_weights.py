@@ -385,3 +385,140 @@ def test_book_model_wrong_config_is_one_line(book_pth):
         r"does not fit GPTModel with this config \(qkv_bias=True\?\): missing \[\], unexpected \['trf_blocks.0",
     )
     _one_line_error(lambda p: load_book_model(p, {**BOOK_CFG, "tie_weights": True}), path, r"pass tie_weights=False")
+
+
+# ---- download_gpt2_safetensors without a network: fail fast, one line (issue 17) ----------------
+# No test here touches the network: socket.create_connection and huggingface_hub's download are replaced.
+
+
+def _no_network(monkeypatch, calls=None):
+    """Every TCP connection fails as it does offline (no DNS); huggingface_hub finds nothing in its cache."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def refuse(address, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def download(repo_id, filename, *, local_files_only=False, **kwargs):
+        if calls is not None:
+            calls.append((filename, local_files_only))
+        if not local_files_only:
+            raise AssertionError("the test reached a real download")
+        raise LocalEntryNotFoundError(f"{filename} is not in the cache\nand a long explanation")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_download_offline_fails_fast_in_one_line(monkeypatch):
+    """It used to retry for ~23 s inside huggingface_hub and end in its traceback."""
+    import time
+
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    calls = []
+    _no_network(monkeypatch, calls)
+    start = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"^cannot reach \S+ to download openai-community/gpt2 \(gaierror") as e:
+        download_gpt2_safetensors("gpt2")
+    assert time.perf_counter() - start < 5
+    assert "\n" not in str(e.value) and "load_gpt2_safetensors()" in str(e.value)
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__)  # no chain
+    assert calls == [("config.json", True)]  # only the cache was looked at
+
+
+def test_download_uses_the_cache_without_the_network(tmp_path, monkeypatch):
+    """A checkpoint already in huggingface_hub's cache is returned with every connection refused."""
+    import socket
+
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    snapshot = tmp_path / "models--openai-community--gpt2" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (snapshot / "model.safetensors").write_bytes(b"not read here")
+    (tmp_path / "models--openai-community--gpt2" / "refs").mkdir()
+    (tmp_path / "models--openai-community--gpt2" / "refs" / "main").write_text("0" * 40)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cached checkpoint needed the network")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert download_gpt2_safetensors("gpt2", cache_dir=tmp_path) == snapshot / "model.safetensors"
+
+
+def test_download_with_hf_hub_offline_set(monkeypatch):
+    from huggingface_hub import constants
+
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConnectionError, match="is not in the cache and HF_HUB_OFFLINE is set; unset it, or connect"):
+        download_gpt2_safetensors("gpt2-medium")
+
+
+def test_download_error_after_connecting_is_one_line(monkeypatch):
+    """The host answers but the download fails (e.g. HTTP 404 or a full disk): one line, not the hub's traceback."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    class Connection:
+        def close(self):
+            pass
+
+    def download(repo_id, filename, *, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        raise OSError("404 Client Error.\n\nEntry Not Found for url: ...")
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: Connection())
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(
+        ConnectionError, match=r"^downloading openai-community/gpt2 failed \(OSError: 404 Client Error\.\)"
+    ):
+        download_gpt2_safetensors()
+
+
+def test_download_behind_a_proxy_leaves_the_connection_to_huggingface_hub(monkeypatch):
+    """With HTTPS_PROXY set the host is not dialled directly, so no probe is made."""
+    import huggingface_hub
+
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    calls = []
+    _no_network(monkeypatch, calls)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+
+    def download(repo_id, filename, *, local_files_only=False, **kwargs):
+        calls.append((filename, local_files_only))
+        if local_files_only:
+            raise OSError("not cached")
+        return f"/cache/{repo_id}/{filename}"
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    assert str(download_gpt2_safetensors("gpt2")) == "/cache/openai-community/gpt2/model.safetensors"
+    assert calls == [("config.json", True), ("config.json", False), ("model.safetensors", False)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"name": ["gpt2"]}, ValueError, "unknown GPT-2 checkpoint"),
+        ({"name": "gpt2-small"}, ValueError, "unknown GPT-2 checkpoint 'gpt2-small'; choose one of"),
+        ({"cache_dir": 5}, TypeError, "cache_dir must be a folder path"),
+    ],
+)
+def test_download_bad_arguments(kwargs, error, match):
+    from gpt_helpers.checkpoints.weights import download_gpt2_safetensors
+
+    with pytest.raises(error, match=match):
+        download_gpt2_safetensors(**kwargs)

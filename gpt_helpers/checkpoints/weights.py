@@ -449,17 +449,57 @@ def load_gpt2_safetensors(path: str | Path, *, n_heads: int | None = None, dtype
     return model.to(dtype).eval()
 
 
-def download_gpt2_safetensors(name: str = "gpt2", cache_dir: str | None = None) -> Path:
-    """Download model.safetensors of gpt2 / gpt2-medium / gpt2-large / gpt2-xl (needs network access)."""
-    if name not in GPT2_PRESETS:
-        raise ValueError(f"unknown GPT-2 checkpoint {name!r}; choose one of {sorted(GPT2_PRESETS)}")
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> str | None:
+    """None if a TCP connection to the hub's host opens within `timeout` seconds, else the reason it did not."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # through a proxy the host is not dialled directly: let huggingface_hub try
+    url = urlsplit(endpoint)
     try:
-        from huggingface_hub import hf_hub_download
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError as err:  # no DNS, no route, refused, timed out
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def download_gpt2_safetensors(name: str = "gpt2", cache_dir: str | Path | None = None) -> Path:
+    """Download model.safetensors of gpt2 / gpt2-medium / gpt2-large / gpt2-xl (needs network access).
+
+    Files already in the cache are used without any network access. Offline, it fails within seconds with a
+    one-line ConnectionError (huggingface_hub alone retries for about half a minute).
+    """
+    if not isinstance(name, str) or name not in GPT2_PRESETS:
+        raise ValueError(f"unknown GPT-2 checkpoint {name!r}; choose one of {sorted(GPT2_PRESETS)}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, Path)):
+        raise TypeError(f"cache_dir must be a folder path (str or Path) or None, got {type(cache_dir).__name__}")
+    try:
+        from huggingface_hub import constants, hf_hub_download
     except ImportError as err:
         raise ImportError("downloading needs huggingface_hub: pip install 'gpt-helpers[download]'") from err
-    folder = None
-    for filename in ("config.json", "model.safetensors"):
-        folder = Path(
-            hf_hub_download(repo_id=f"openai-community/{name}", filename=filename, cache_dir=cache_dir)
-        ).parent
-    return folder / "model.safetensors"
+    repo_id = f"openai-community/{name}"
+
+    def fetch(local_files_only: bool) -> Path:
+        folder = None
+        for filename in ("config.json", "model.safetensors"):
+            path = hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=local_files_only)
+            folder = Path(path).parent
+        return folder / "model.safetensors"
+
+    try:
+        return fetch(local_files_only=True)  # already downloaded: no network needed
+    except OSError:  # not (all) in the cache: huggingface_hub's LocalEntryNotFoundError
+        pass
+    fix = "connect to the network and retry, or pass a model.safetensors you already have to load_gpt2_safetensors()"
+    if constants.HF_HUB_OFFLINE:
+        raise ConnectionError(f"{repo_id} is not in the cache and HF_HUB_OFFLINE is set; unset it, or {fix}")
+    reason = _hub_reachable(constants.ENDPOINT)
+    if reason is not None:
+        raise ConnectionError(f"cannot reach {constants.ENDPOINT} to download {repo_id} ({reason}); {fix}")
+    try:
+        return fetch(local_files_only=False)
+    except OSError as err:  # huggingface_hub's HTTP and cache errors are OSErrors with long messages
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConnectionError(f"downloading {repo_id} failed ({type(err).__name__}: {first[:200]}); {fix}") from None

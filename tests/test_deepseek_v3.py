@@ -25,6 +25,8 @@ from gpt_helpers.families.yarn import (
     yarn_mscale,
     yarn_softmax_scale,
 )
+from gpt_helpers.gpt2.attention import KVCache
+from gpt_helpers.text.generation import generate, generate_text_simple
 
 VOCAB = 211
 # two tiny layouts: low-rank queries + YaRN + biases + an eps other than the latent norms' 1e-6, and plain
@@ -124,6 +126,16 @@ def test_equal_greedy_tokens_with_the_cache(pair):
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=30, min_new_tokens=30, do_sample=False
         )
     assert torch.equal(greedy(ours, prompt, 30), expected)
+
+
+def test_generate_runs_unchanged_on_the_latent_cache(pair):
+    """KVCache.for_model hands out the model's MLACache, so generate() needs no change; past the window too."""
+    hf, ours, _ = pair
+    assert isinstance(KVCache.for_model(ours, 2, 10), MLACache)
+    prompt = torch.randint(3, VOCAB, (2, 7), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(generate(ours, prompt, 30), greedy(ours, prompt, 30))
+    # a 12-token window: the cache is reset and refilled whenever it is full, as notebook 07 does
+    assert torch.equal(generate(ours, prompt, 20, 12), generate_text_simple(ours, prompt, 20, 12))
 
 
 def test_chunked_prefill_equals_the_full_forward_pass(pair):

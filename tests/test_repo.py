@@ -3,6 +3,7 @@
 import importlib.util
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -197,6 +198,9 @@ def test_readme_install_claims_match_pyproject():
         # "CPU 版 torch（2.5 或更新）" / "CPU build of torch (2.5 or newer)"
         assert re.search(rf"torch ?[（(]{re.escape(bounds['torch'])} ", part), "README: CPU torch bound"
         assert "`pip install .`" in part
+        required = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+        listed = ", ".join(re.split(r"[<>=]", dep)[0] for dep in required)  # "torch, tiktoken, ..."
+        assert listed in part or listed.replace(", ", "、") in part, f"README must list the dependencies: {listed}"
         for extra in extras:
             assert f'".[{extra}]"' in part, f"README does not name the extra {extra}"
         assert "tools/check_lowest_versions.py" in part and "tools/check_wheel_contents.py" in part
@@ -254,3 +258,25 @@ def test_wheel_contents_finds_strays_and_gaps(tmp_path):
     assert module.problems([n for n in good if "LICENSE-GPT2" not in n], tmp_path) == [
         f"{meta[:-1]}: missing licenses/gpt_helpers/data/LICENSE-GPT2.txt"
     ]
+
+
+def test_lowest_versions_plugin_reports_only_test_imports(tmp_path):
+    """A course-only import in a test is 'not run'; the same import inside package code stays a failure."""
+    tests, package = tmp_path / "tests", tmp_path / "pkg"
+    tests.mkdir()
+    package.mkdir()
+    (package / "lib.py").write_text("def load():\n    import course_only_xyz  # noqa: F401\n")
+    (tests / "test_x.py").write_text(
+        "import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parents[1] / 'pkg'))\n"
+        "def test_needs_reference():\n    import course_only_xyz  # noqa: F401\n"
+        "def test_package_needs_it():\n    import lib\n    lib.load()\n"
+        "def test_other_missing_module():\n    import not_declared_either_xyz  # noqa: F401\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tools"), LOWEST_VERSIONS_DEV_ONLY="course_only_xyz")
+    env["LOWEST_VERSIONS_TESTS"] = str(tests)
+    cmd = [sys.executable, "-m", "pytest", str(tests), "-q", "-rfs", "-p", "lowest_versions_plugin"]
+    cmd += ["-p", "no:cacheprovider", "--confcutdir", str(tests), "--rootdir", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert "not run here: needs course_only_xyz" in result.stdout, result.stdout
+    assert "2 failed, 1 skipped" in result.stdout, result.stdout
+    assert "FAILED tests/test_x.py::test_package_needs_it" in result.stdout

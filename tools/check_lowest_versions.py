@@ -6,15 +6,17 @@ included. This script makes a fresh venv with uv, installs the package with all 
 (`uv pip install --resolution lowest-direct -e .[extra,...]`) plus pytest at the version
 requirements.txt pins, checks that each declared dependency came out at exactly its lower bound (so
 the bound is what was tested, not something newer a resolver picked), and runs the package's unit
-tests there with `python -m pytest tests`.
+tests there with `python -m pytest tests`. It also resolves a plain `pip install .` for Linux x86_64
+and checks that it still brings PyPI's CUDA build of torch (nvidia-* packages), as README.md says.
 
 Which tests run: every tests/test_*.py except the repository tests in REPOSITORY_TESTS below (they
 check notebooks, diagrams, the glossary, style and the browser view with the pinned course
 environment; they test the course, not the package's dependency bounds, and .ci/run runs them in the
-main step). Tests that compare against a reference package the course uses but gpt_helpers does not
-declare (transformers, for instance) stop at that import here: tools/lowest_versions_plugin.py
-reports each such test as "not run: needs <module>", and any other failure fails the check. The
-closing lines list every test that did not run and why.
+main step), and test files that import, at module level, a package the course uses but gpt_helpers
+does not declare (transformers, for instance; found by reading each file's imports). A test that
+imports such a package inside its own code stops at that import here: tools/lowest_versions_plugin.py
+reports it as "not run here: needs <module>" (only if the import is in tests/, not in gpt_helpers),
+and any other failure fails the check. The output lists every file and test that did not run and why.
 
 PyPI's old torch wheels for Linux are CUDA builds: torch 2.5.0 and its nvidia-* packages are a
 2.7 GiB download. uv keeps them in its cache (`uv cache dir`; default ~/.cache/uv, or UV_CACHE_DIR),
@@ -28,6 +30,7 @@ Usage: python tools/check_lowest_versions.py [--uv PATH] [--python PYTHON] [--ke
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -94,6 +97,20 @@ def dev_only_modules(requirements: Path, declared: set[str]) -> list[str]:
     return names
 
 
+def module_level_imports(test_file: Path, modules: list[str]) -> list[str]:
+    """Which of these modules a test file imports at module level (it cannot even be collected without them)."""
+    found = []
+    for node in ast.parse(test_file.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [name.split(".")[0] for name in names if name.split(".")[0] in modules]
+    return sorted(set(found))
+
+
 def same_version(a: str, b: str) -> bool:
     """1.26 and 1.26.0 are the same release."""
 
@@ -104,6 +121,15 @@ def same_version(a: str, b: str) -> bool:
         return p
 
     return parts(a) == parts(b)
+
+
+def plain_install_pulls_cuda(uv: str, pyproject: Path) -> tuple[str, int]:
+    """(torch version, nvidia-* packages) that a plain `pip install .` resolves to on Linux x86_64, Python 3.11."""
+    cmd = [uv, "pip", "compile", str(pyproject), "--python-version", "3.11", "--quiet", "--no-header"]
+    cmd += ["--python-platform", "x86_64-manylinux_2_28", "--no-annotate"]
+    pins = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout.split()
+    torch = next((p.split("==")[1] for p in pins if p.startswith("torch==")), "missing")
+    return torch, sum(1 for p in pins if p.startswith("nvidia-"))
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -160,17 +186,30 @@ def main(argv: list[str] | None = None) -> int:
             print("FAIL: the lowest resolution did not install the declared lower bounds:", *wrong, sep="\n  ")
             return 1
 
+        # README: a plain `pip install .` on Linux takes PyPI's CUDA build of torch too
+        torch, nvidia = plain_install_pulls_cuda(args.uv, pyproject)
+        print(f"plain install on Linux x86_64 resolves torch {torch} with {nvidia} nvidia-* packages")
+        if not nvidia:
+            print("FAIL: README says a plain install pulls the CUDA build of torch on Linux; it no longer does")
+            return 1
+
         tests = ROOT / "tests"
         unknown = sorted(set(REPOSITORY_TESTS) - {p.name for p in tests.glob("test_*.py")})
         if unknown:
             print(f"FAIL: REPOSITORY_TESTS names files that do not exist: {unknown}")
             return 1
-        print("not run here (repository tests; .ci/run runs them in the course's environment):")
-        for name, why in REPOSITORY_TESTS.items():
+        skipped = dict(REPOSITORY_TESTS)
+        for path in sorted(tests.glob("test_*.py")):
+            needs = module_level_imports(path, dev_only)
+            if path.name not in skipped and needs:
+                skipped[path.name] = f"imports {', '.join(needs)} at module level (not a dependency)"
+        print("not run here (.ci/run runs them in the course's environment):")
+        for name, why in skipped.items():
             print(f"  tests/{name}: {why}")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["LOWEST_VERSIONS_DEV_ONLY"] = ",".join(dev_only)
+        env["LOWEST_VERSIONS_TESTS"] = str(tests)
         # empty caches: tiktoken caches every file it reads (also local ones) under the system temp dir,
         # and a copy cached by a newer tiktoken hides that 0.8-0.11 need blobfile to read them
         for var in ("TIKTOKEN_CACHE_DIR", "MPLCONFIGDIR"):
@@ -178,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             env[var] = str(workdir / var.lower())
         # --confcutdir: the root conftest.py loads the course's nbval patch, which needs nbval
         cmd = [str(python), "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "-p", "lowest_versions_plugin"]
-        cmd += ["--confcutdir", str(tests), *(f"--ignore={tests / name}" for name in REPOSITORY_TESTS), *pytest_args]
+        cmd += ["--confcutdir", str(tests), *(f"--ignore={tests / name}" for name in skipped), *pytest_args]
         result = run(cmd, cwd=ROOT, env=env)
         print(f"lowest versions: install {installed_s:.0f} s, total {time.monotonic() - start:.0f} s")
         if result.returncode:

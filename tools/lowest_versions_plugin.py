@@ -3,28 +3,42 @@
 The lowest-versions venv holds gpt_helpers' declared dependencies and pytest only. A test that
 imports a package the course installs but gpt_helpers does not declare (transformers, say: the
 equivalence tests' reference) fails there with ModuleNotFoundError. This plugin reports exactly
-those as skipped, "not run here: needs <module>", so the summary counts them apart; every other
-failure stays a failure. LOWEST_VERSIONS_DEV_ONLY lists the import names, comma-separated.
+those as skipped, "not run here: needs <module>", so the summary counts them apart. Only an import
+written in the tests themselves (tests/) counts: if gpt_helpers imported such a package, that is a
+missing dependency, and the failure stays a failure, as does every other one.
+LOWEST_VERSIONS_DEV_ONLY lists the import names, comma-separated; LOWEST_VERSIONS_TESTS the tests folder.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 DEV_ONLY = {name for name in os.environ.get("LOWEST_VERSIONS_DEV_ONLY", "").split(",") if name}
+TESTS = Path(os.environ.get("LOWEST_VERSIONS_TESTS", "tests")).resolve()
+
+
+def import_site(excinfo: pytest.ExceptionInfo) -> Path | None:
+    """The file whose import statement raised (the innermost frame outside importlib)."""
+    for entry in reversed(excinfo.traceback):
+        path = Path(str(entry.path))
+        if "importlib" not in str(entry.path) and path.is_file():
+            return path.resolve()
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Turn a failure caused by importing a course-only package into a 'not run' report."""
+    """Turn a failure caused by a test importing a course-only package into a 'not run' report."""
     outcome = yield
     report = outcome.get_result()
     if not report.failed or call.excinfo is None or not call.excinfo.errisinstance(ModuleNotFoundError):
         return
     module = (call.excinfo.value.name or "").split(".")[0]
-    if module in DEV_ONLY:
+    site = import_site(call.excinfo)
+    if module in DEV_ONLY and site is not None and site.is_relative_to(TESTS):
         report.outcome = "skipped"
-        path, line, _ = item.location
+        _, line, _ = item.location
         report.longrepr = (str(item.path), (line or 0) + 1, f"not run here: needs {module} (not a dependency)")

@@ -14,6 +14,7 @@ from gpt_helpers.gpt2.attention import MultiHeadAttention
 from gpt_helpers.gpt2.block import TransformerBlock
 from gpt_helpers.gpt2.feed_forward import GELU
 from gpt_helpers.gpt2.normalization import LayerNorm
+from gpt_helpers.speed import fused as fused_module
 from gpt_helpers.speed.fused import (
     FusedBlock,
     FusedGELU,
@@ -377,3 +378,21 @@ def test_only_blocks_the_lean_step_computes_exactly_are_fused():
     assert [type(b) for b in fast.trf_blocks] == [FusedBlock, TransformerBlock]
     ids = torch.randint(0, TINY.vocab_size, (2, 4))
     torch.testing.assert_close(step_by_step(fast, ids), step_by_step(taught, ids), atol=1e-5, rtol=1e-5)
+
+
+# ---- bad inputs: a TypeError naming what is expected, not an AttributeError (issue 17) -------------
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: optimize_for_inference("gpt2"), r"expected an nn.Module \(e.g. a GPTModel\), got str"),
+        (lambda: fused_module.use_fused_kernels(None), "expected an nn.Module .* got NoneType"),
+        (lambda: fused_module.column_major_("weight"), r"column_major_ expects a weight tensor .* got str"),
+        (lambda: fused_module.stack_qkv_(torch.nn.Linear(2, 2)), "stack_qkv_ expects a MultiHeadAttention .* Linear"),
+        (lambda: fused_module.FusedBlock(torch.nn.Linear(2, 2)), "FusedBlock wraps a TransformerBlock, got Linear"),
+    ],
+)
+def test_wrong_objects_are_named(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()

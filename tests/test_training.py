@@ -251,3 +251,129 @@ def test_load_pth_or_folder_without_checkpoint(tmp_path):
         load_model(tmp_path / "model.pth")
     with pytest.raises(ValueError, match=r"is a folder without model\.safetensors \(it holds: model\.pth\)"):
         load_model(tmp_path)
+
+
+# ---- bad inputs: one line from our code, not torch's or AdamW's (issue 17) -------------------------
+
+
+def _ascii_setup():
+    torch.manual_seed(0)
+    model = GPTModel(ASCII_CFG)
+    loader = create_dataloader(TEXT, 16, batch_size=2, tokenizer=AsciiTokenizer())
+    return model, loader
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"seed": 1.5}, TypeError, "seed must be an int, got 1.5"),
+        ({"seed": None}, TypeError, "seed must be an int, got None"),
+        ({"shuffle": "yes"}, TypeError, "shuffle must be True or False, got 'yes'"),
+        ({"drop_last": 0}, TypeError, "drop_last must be True or False, got 0"),
+    ],
+)
+def test_dataloader_rejects_bad_flags_and_seeds(kwargs, error, match):
+    """A float seed ended in torch's manual_seed RuntimeError; shuffle='yes' was taken as True."""
+    with pytest.raises(error, match=match):
+        create_dataloader(TEXT, 16, tokenizer=AsciiTokenizer(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "match"),
+    [
+        (torch.zeros(1, 4), TypeError, "target_batch must hold integer token ids .* got dtype torch.float32"),
+        (torch.full((1, 4), 128), ValueError, r"target id 128 is outside the vocabulary \[0, 128\)"),
+        (torch.full((1, 4), -5), ValueError, r"target id -5 is outside the vocabulary .* not -100"),
+    ],
+)
+def test_calc_loss_batch_rejects_bad_targets(target, error, match):
+    """Targets past the vocabulary raised cross_entropy's IndexError; float targets, its RuntimeError."""
+    model, _ = _ascii_setup()
+    with pytest.raises(error, match=match):
+        calc_loss_batch(torch.zeros(1, 4, dtype=torch.long), target, model)
+
+
+def test_calc_loss_batch_still_ignores_minus_100():
+    """-100 is cross_entropy's ignore_index (padding, as in the book's chapter 7): allowed, not counted."""
+    model, _ = _ascii_setup()
+    inputs, targets = torch.tensor([[65, 66, 67, 68]]), torch.tensor([[66, 67, 68, -100]])
+    with torch.no_grad():
+        expected = calc_loss_batch(inputs[:, :3], targets[:, :3], model)
+        torch.testing.assert_close(calc_loss_batch(inputs, targets, model), expected)
+
+
+@pytest.mark.parametrize("model", ["gpt", torch.nn.Identity()])
+def test_calc_loss_batch_names_a_model_without_parameters(model):
+    with pytest.raises(TypeError, match="model must be an nn.Module with parameters"):
+        calc_loss_batch(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long), model)
+
+
+@pytest.mark.parametrize(
+    ("loader", "match"),
+    [(5, "got int"), ([(1, 2, 3)], "got tuple of 3; make it with create_dataloader"), ([torch.zeros(2)], "got Tensor")],
+)
+def test_loaders_that_do_not_give_pairs(loader, match):
+    model, _ = _ascii_setup()
+    with pytest.raises(TypeError, match=f"data_loader must give \\(input_batch, target_batch\\) pairs, {match}"):
+        calc_loss_loader(loader, model)
+    with pytest.raises(TypeError, match="data_loader must give"):
+        train_model(model, loader, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lr": float("nan")}, ValueError, "lr must be a finite number > 0, got nan"),
+        ({"lr": float("inf")}, ValueError, "lr must be a finite number > 0, got inf"),  # trained to nan silently
+        ({"lr": 0}, ValueError, "lr must be a finite number > 0, got 0"),
+        ({"lr": "1e-3"}, ValueError, "lr must be a finite number > 0, got '1e-3'"),
+        ({"weight_decay": float("nan")}, ValueError, "weight_decay must be a finite number >= 0, got nan"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an int or None, got 1.5"),
+        ({"seed": True}, TypeError, "seed must be an int or None, got True"),
+        ({"optimizer": "adamw"}, TypeError, "optimizer must be a torch.optim.Optimizer or None, got str"),
+        ({"progress": "x"}, TypeError, "progress must be True or False, got 'x'"),
+    ],
+)
+def test_train_model_rejects_bad_settings_before_any_step(kwargs, error, match):
+    model, loader = _ascii_setup()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(error, match=match):
+        train_model(model, loader, 2, **kwargs)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # no step was taken
+
+
+def test_train_model_names_a_model_that_is_not_one():
+    _, loader = _ascii_setup()
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        train_model("gpt", loader, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda m, d: save_model(m, 5), TypeError, "path must be a str or pathlib.Path .* got int"),
+        (lambda m, d: save_model(m, d / "missing" / "m.safetensors"), FileNotFoundError, "does not exist; create it"),
+        (lambda m, d: load_model(None), TypeError, "path must be a str or pathlib.Path .* got NoneType"),
+        (lambda m, d: load_model(save_model(m, d / "m.safetensors"), device="gpu"), ValueError, "device must name"),
+        (lambda m, d: load_model(save_model(m, d / "m.safetensors"), device="cuda:7"), ValueError, "'cuda:7' is not"),
+    ],
+)
+def test_save_and_load_bad_paths_and_devices(tmp_path, call, error, match):
+    """A missing folder ended in a SafetensorError, device='gpu' in torch's long RuntimeError."""
+    if match == "'cuda:7' is not" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: cuda:7 may exist")
+    with pytest.raises(error, match=match) as info:
+        call(GPTModel(ASCII_CFG), tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [({"seed": 1.5}, TypeError, "seed must be an int, got 1.5"), ({"progress": 1}, TypeError, "progress must be")],
+)
+def test_train_zen_model_bad_arguments(kwargs, error, match):
+    from gpt_helpers.training.zen import train_zen_model
+
+    with pytest.raises(error, match=match):
+        train_zen_model(num_steps=1, **kwargs)

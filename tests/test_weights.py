@@ -10,8 +10,10 @@ from safetensors.torch import load_file, save_file
 from gpt_helpers import GPTConfig, GPTModel, generate
 from gpt_helpers.checkpoints.weights import (
     config_from_hf_state_dict,
+    hf_to_gpt_state_dict,
     load_book_model,
     load_gpt2_safetensors,
+    load_hf_gpt2_weights,
     read_pth_state_dict,
     read_safetensors,
     read_safetensors_metadata,
@@ -522,3 +524,27 @@ def test_download_bad_arguments(kwargs, error, match):
 
     with pytest.raises(error, match=match):
         download_gpt2_safetensors(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: read_safetensors(None), TypeError, "path must be a str or pathlib.Path .* got NoneType"),
+        (lambda: load_gpt2_safetensors(5), TypeError, "path must be a str or pathlib.Path .* got int"),
+        (lambda: load_gpt2_safetensors("x", dtype="float16"), TypeError, "dtype must be a floating torch.dtype"),
+        (lambda: load_gpt2_safetensors("x", dtype=torch.int8), TypeError, "dtype must be a floating torch.dtype"),
+        (lambda: config_from_hf_state_dict([1]), TypeError, "state_dict must be a dict of name -> tensor"),
+        (
+            lambda: config_from_hf_state_dict({"wte.weight": torch.zeros(10), "wpe.weight": torch.zeros(4, 8)}),
+            ValueError,
+            r"'wte.weight' has shape \(10,\), expected 2-D",
+        ),
+        (lambda: hf_to_gpt_state_dict({}, {"n_layers": 1}), TypeError, "cfg must be a GPTConfig"),
+        (lambda: load_hf_gpt2_weights("model", {}), TypeError, "model must be a GPTModel, got str"),
+    ],
+)
+def test_wrong_types_and_shapes_in_one_line(call, error, match):
+    """These used to end in Python's Path TypeError, AttributeError or an unpacking ValueError."""
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)

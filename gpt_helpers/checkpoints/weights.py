@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -42,9 +43,29 @@ _DTYPE_BYTES = {
 _REDOWNLOAD = "download or save it again"
 
 
+def _checked_path(path) -> Path:
+    """path as a Path; a one-line TypeError for anything that is not a str or os.PathLike (None, an int...)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or pathlib.Path naming a file or folder, got {type(path).__name__}")
+    return Path(path)
+
+
+def _checked_device(device) -> torch.device:
+    """device as a torch.device that exists on this machine, or a one-line ValueError naming the fix."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available: this torch sees no CUDA GPU; use 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} is not available on this machine; use 'cpu'")
+    return device
+
+
 def resolve_checkpoint_path(path: str | Path, filename: str = "model.safetensors") -> Path:
     """Return path itself for a file, or path/filename for a folder; clear errors when neither exists."""
-    path = Path(path)
+    path = _checked_path(path)
     if path.is_dir():
         candidate = path / filename
         if candidate.is_file():
@@ -264,7 +285,8 @@ def load_book_model(path: str | Path, config: GPTConfig | dict, *, device: str |
     The load is strict except for the book's causal-mask buffers; every mismatch is a one-line ValueError.
     """
     cfg = config if isinstance(config, GPTConfig) else GPTConfig.from_dict(config)
-    path = Path(path)
+    path = _checked_path(path)
+    device = _checked_device(device)
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"
     path = resolve_checkpoint_path(path, filename="model.pth")
@@ -304,6 +326,14 @@ _LAYER_KEY = re.compile(r"^h\.(\d+)\.(.+)$")
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
+def _check_state_dict(state_dict) -> None:
+    """Raise a one-line TypeError unless state_dict maps str names to tensors."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise TypeError(
+            f"state_dict must be a dict of name -> tensor (as read_safetensors gives), got {type(state_dict).__name__}"
+        )
+
+
 def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the "transformer." prefix of GPT2LMHeadModel and the non-weight buffers."""
     out = {}
@@ -317,6 +347,7 @@ def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def config_from_hf_state_dict(state_dict: dict[str, torch.Tensor], n_heads: int | None = None) -> GPTConfig:
     """Infer the GPTConfig of a GPT-2 checkpoint from its tensor shapes."""
+    _check_state_dict(state_dict)
     sd = _strip_prefix(state_dict)
     if "tok_emb.weight" in sd:
         raise ValueError(
@@ -329,6 +360,9 @@ def config_from_hf_state_dict(state_dict: dict[str, torch.Tensor], n_heads: int 
                 f"not a GPT-2 checkpoint: key {key!r} is missing (found e.g. {sorted(sd)[:3]}); "
                 "expected the Hugging Face GPT-2 layout (wte, wpe, h.N..., ln_f)"
             )
+    for key in ("wte.weight", "wpe.weight"):
+        if sd[key].dim() != 2:
+            raise ValueError(f"not a GPT-2 checkpoint: {key!r} has shape {tuple(sd[key].shape)}, expected 2-D")
     vocab_size, emb_dim = sd["wte.weight"].shape
     context_length = sd["wpe.weight"].shape[0]
     layers = {int(m.group(1)) for k in sd if (m := _LAYER_KEY.match(k))}
@@ -359,6 +393,11 @@ def config_from_hf_state_dict(state_dict: dict[str, torch.Tensor], n_heads: int 
 
 def hf_to_gpt_state_dict(state_dict: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename and reshape Hugging Face GPT-2 tensors into GPTModel's state_dict layout."""
+    _check_state_dict(state_dict)
+    if not isinstance(cfg, GPTConfig):
+        raise TypeError(
+            f"cfg must be a GPTConfig (e.g. config_from_hf_state_dict(state_dict)), got {type(cfg).__name__}"
+        )
     sd = _strip_prefix(state_dict)
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
@@ -407,6 +446,8 @@ def hf_to_gpt_state_dict(state_dict: dict[str, torch.Tensor], cfg: GPTConfig) ->
 
 def load_hf_gpt2_weights(model: GPTModel, state_dict: dict[str, torch.Tensor]) -> GPTModel:
     """Copy a Hugging Face GPT-2 state_dict into an existing GPTModel, checking every shape."""
+    if not isinstance(model, GPTModel):
+        raise TypeError(f"model must be a GPTModel, got {type(model).__name__}; load_gpt2_safetensors(path) builds one")
     converted = hf_to_gpt_state_dict(state_dict, model.cfg)
     own = model.state_dict()
     for key, value in converted.items():
@@ -429,6 +470,8 @@ def load_hf_gpt2_weights(model: GPTModel, state_dict: dict[str, torch.Tensor]) -
 
 def load_gpt2_safetensors(path: str | Path, *, n_heads: int | None = None, dtype=torch.float32) -> GPTModel:
     """Build a GPTModel from a Hugging Face GPT-2 model.safetensors (or the folder holding it)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32 or torch.bfloat16, got {dtype!r}")
     path = resolve_checkpoint_path(path)
     state_dict = read_safetensors(path)  # checked: a damaged file raises a one-line ValueError
     config_json = path.with_name("config.json")

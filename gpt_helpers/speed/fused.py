@@ -65,6 +65,8 @@ def use_fused_kernels(model: nn.Module) -> nn.Module:
     The parameters are shared, not copied, so loading or training afterwards still works.
     Notebooks 01 and 02 check that the formulas and the fused kernels agree.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module (e.g. a GPTModel), got {type(model).__name__}")
     _replace_modules(model, _fused_twin)
     return model
 
@@ -113,6 +115,8 @@ class SplitLinear(nn.Linear):
 
 def column_major_(weight: nn.Parameter) -> None:
     """Store a 2-D weight (out, in) column-major in place: same Parameter, values and shape; W^T contiguous."""
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"column_major_ expects a weight tensor (e.g. linear.weight), got {type(weight).__name__}")
     if weight.dim() != 2:
         raise ValueError(f"column_major_ expects a 2-D weight, got shape {tuple(weight.shape)}")
     if not weight.t().is_contiguous():
@@ -136,6 +140,10 @@ def stack_qkv_(att: MultiHeadAttention) -> None:
     it (column-major, rows of W^T 3 d_out apart), and the biases share one (3 d_out,) buffer the same way.
     Nothing is stored twice: the one buffer *is* the three weights, multiplied in one product.
     """
+    if not isinstance(att, MultiHeadAttention):
+        raise TypeError(
+            f"stack_qkv_ expects a MultiHeadAttention (e.g. model.trf_blocks[0].att), got {type(att).__name__}"
+        )
     if _stacked_qkv(att) is not None:
         return  # already stacked
     linears = (att.W_query, att.W_key, att.W_value)
@@ -194,6 +202,8 @@ class FusedBlock(TransformerBlock):
     """
 
     def __init__(self, block: TransformerBlock):
+        if not isinstance(block, TransformerBlock):
+            raise TypeError(f"FusedBlock wraps a TransformerBlock, got {type(block).__name__}")
         nn.Module.__init__(self)  # the submodules come from block (shared), not from a config
         for name, child in block.named_children():
             self.add_module(name, child)

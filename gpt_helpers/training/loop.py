@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..checkpoints.weights import read_safetensors, read_safetensors_metadata
+from ..checkpoints.weights import _checked_device, _checked_path, read_safetensors, read_safetensors_metadata
 from ..gpt2.config import GPTConfig
 from ..gpt2.model import GPTModel
 from ..text.tokenizer import text_to_token_ids
@@ -39,6 +40,27 @@ def _check_positive_int(name: str, value) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _check_flag(name: str, value) -> None:
+    """Raise unless value is True or False (1, "yes" and None are rejected)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_seed(seed, *, optional: bool = False) -> None:
+    """Raise unless seed is an int that torch.manual_seed takes (or None, when optional)."""
+    if seed is None and optional:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64:
+        raise TypeError(f"seed must be an int{' or None' if optional else ''}, got {seed!r}")
+
+
+def _check_rate(name: str, value, *, zero_ok: bool) -> None:
+    """Raise unless value is a finite number > 0 (>= 0 when zero_ok); nan and inf are rejected."""
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or not (value >= 0 if zero_ok else value > 0):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
 
 
 class TokenWindowDataset(Dataset):
@@ -87,6 +109,9 @@ def create_dataloader(
 ) -> DataLoader:
     """Wrap a TokenWindowDataset in a DataLoader whose shuffling follows its own seeded generator."""
     _check_positive_int("batch_size", batch_size)
+    _check_flag("shuffle", shuffle)
+    _check_flag("drop_last", drop_last)
+    _check_seed(seed)
     dataset = TokenWindowDataset(text, context_length, stride, tokenizer)
     if drop_last and len(dataset) < batch_size:
         raise ValueError(
@@ -106,10 +131,36 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
             f"input_batch {tuple(input_batch.shape)} and target_batch {tuple(target_batch.shape)} must have the "
             "same shape (B, T): target t is the token that follows input t"
         )
-    device = next(model.parameters()).device
+    if target_batch.dtype not in (torch.long, torch.int32):
+        raise TypeError(f"target_batch must hold integer token ids (torch.long), got dtype {target_batch.dtype}")
+    param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    if param is None:
+        raise TypeError(f"model must be an nn.Module with parameters (e.g. a GPTModel), got {type(model).__name__}")
+    device = param.device
     logits = model(input_batch.to(device))  # (B, T, V)
+    # a target outside the vocabulary is a mistake; -100 is cross_entropy's "ignore this position" (padding)
+    bad = (target_batch != -100) & ((target_batch < 0) | (target_batch >= logits.shape[-1]))
+    if bad.any():
+        raise ValueError(
+            f"target id {target_batch[bad][0].item()} is outside the vocabulary [0, {logits.shape[-1]}) "
+            "(and is not -100, the id cross_entropy ignores); check the tokenizer and vocab_size"
+        )
     # cross_entropy wants (N, V) scores and (N,) class ids: merge batch and time into N = B * T
     return F.cross_entropy(logits.flatten(0, 1), target_batch.to(device).flatten())
+
+
+def _batches(data_loader):
+    """Iterate over data_loader, checking that it gives (input_batch, target_batch) pairs."""
+    if not hasattr(data_loader, "__iter__"):
+        raise TypeError(f"data_loader must give (input_batch, target_batch) pairs, got {type(data_loader).__name__}")
+    for batch in data_loader:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise TypeError(
+                "data_loader must give (input_batch, target_batch) pairs, "
+                f"got {type(batch).__name__}{f' of {len(batch)}' if isinstance(batch, (tuple, list)) else ''}; "
+                "make it with create_dataloader()"
+            )
+        yield batch
 
 
 def calc_loss_loader(data_loader: DataLoader, model: nn.Module, num_batches: int | None = None) -> float:
@@ -121,9 +172,10 @@ def calc_loss_loader(data_loader: DataLoader, model: nn.Module, num_batches: int
     total_loss, total_tokens = 0.0, 0
     try:
         with torch.no_grad():
-            for i, (input_batch, target_batch) in enumerate(data_loader):
+            for i, batch in enumerate(_batches(data_loader)):
                 if num_batches is not None and i >= num_batches:
                     break
+                input_batch, target_batch = batch
                 n_tokens = target_batch.numel()
                 total_loss += calc_loss_batch(input_batch, target_batch, model).item() * n_tokens
                 total_tokens += n_tokens
@@ -152,6 +204,14 @@ def train_model(
     shows a tqdm bar.
     """
     _check_positive_int("num_steps", num_steps)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module (e.g. a GPTModel), got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    _check_rate("lr", lr, zero_ok=False)
+    _check_rate("weight_decay", weight_decay, zero_ok=True)
+    _check_seed(seed, optional=True)
+    _check_flag("progress", progress)
     if seed is not None:
         torch.manual_seed(seed)  # dropout masks
         if getattr(train_loader, "generator", None) is not None:
@@ -167,7 +227,7 @@ def train_model(
         with bar:
             while len(history) < num_steps:
                 n_before = len(history)
-                for input_batch, target_batch in train_loader:  # one pass over the data = one epoch
+                for input_batch, target_batch in _batches(train_loader):  # one pass over the data = one epoch
                     optimizer.zero_grad()  # gradients add up unless cleared
                     loss = calc_loss_batch(input_batch, target_batch, model)
                     loss.backward()  # gradient of the loss for every parameter
@@ -188,9 +248,11 @@ def save_model(model: GPTModel, path: str | Path) -> Path:
     """Write a GPTModel's weights and its GPTConfig (as JSON metadata) to one .safetensors file."""
     if not isinstance(model, GPTModel):
         raise TypeError(f"save_model expects a GPTModel, got {type(model).__name__}")
-    path = Path(path)
+    path = _checked_path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"name the file *.safetensors (e.g. model.safetensors), got {path.name!r}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"the folder {path.parent} does not exist; create it first (Path.mkdir(parents=True))")
     state_dict = model.state_dict()
     if model.cfg.tie_weights:
         # weight tying: out_head.weight is the very tensor tok_emb.weight; safetensors refuses to store a
@@ -204,7 +266,8 @@ def save_model(model: GPTModel, path: str | Path) -> Path:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPTModel:
     """Rebuild the GPTModel saved by save_model: the config from the metadata, then the weights (eval mode)."""
-    path = Path(path)
+    path = _checked_path(path)
+    device = _checked_device(device)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; pass the path of a file written by save_model()")
     # read_safetensors_metadata checks the whole file first: a damaged one raises a one-line ValueError

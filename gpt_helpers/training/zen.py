@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..gpt2.config import GPTConfig
 from ..gpt2.model import GPTModel
-from .loop import _check_positive_int, create_dataloader, train_model
+from .loop import _check_flag, _check_positive_int, _check_seed, create_dataloader, train_model
 
 __all__ = ["ZEN_CONFIG", "ZenRun", "zen_of_python", "train_zen_model"]
 
@@ -46,6 +46,8 @@ def train_zen_model(*, seed: int = 123, num_steps: int = 150, num_threads: int =
     """
     _check_positive_int("num_steps", num_steps)
     _check_positive_int("num_threads", num_threads)
+    _check_seed(seed)
+    _check_flag("progress", progress)
     loader = create_dataloader(zen_of_python(), ZEN_CONFIG.context_length, stride=1, batch_size=4, seed=seed)
     threads_before = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):  # leave the caller's random numbers as they were
@@ -53,7 +55,7 @@ def train_zen_model(*, seed: int = 123, num_steps: int = 150, num_threads: int =
         try:
             torch.manual_seed(seed)  # the initial weights
             model = GPTModel(ZEN_CONFIG)
-            # fused=True: one loop over all parameters, faster on CPU, same result up to float rounding
+            # fused=True: one loop over all parameters instead of one per parameter, same result up to float rounding
             optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1, fused=True)
             history = train_model(model, loader, num_steps, optimizer=optimizer, seed=seed, progress=progress)
         finally:

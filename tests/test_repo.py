@@ -204,6 +204,9 @@ def test_readme_install_claims_match_pyproject():
         for extra in extras:
             assert f'".[{extra}]"' in part, f"README does not name the extra {extra}"
         assert "tools/check_lowest_versions.py" in part and "tools/check_wheel_contents.py" in part
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        lowest_python = project["requires-python"].removeprefix(">=")
+        assert re.search(rf"`--resolution lowest-direct`[，,] ?(在 |on )Python {lowest_python}", part)
 
 
 def test_readme_preset_parameter_counts():

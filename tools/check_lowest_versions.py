@@ -77,6 +77,11 @@ def lower_bounds(pyproject: Path) -> tuple[dict[str, str], list[str]]:
     return bounds, extras
 
 
+def requires_python(pyproject: Path) -> str:
+    """pyproject's requires-python, e.g. '>=3.11'."""
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["requires-python"]
+
+
 def pinned(requirements: Path, name: str) -> str:
     """The `name==X` line of requirements.txt."""
     for line in requirements.read_text(encoding="utf-8").splitlines():
@@ -149,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     pyproject, requirements = ROOT / "pyproject.toml", ROOT / "requirements.txt"
     bounds, extras = lower_bounds(pyproject)
     test_tools = [pinned(requirements, "pytest")]
-    dev_only = dev_only_modules(requirements, set(bounds) | {"gpt-helpers"})
+    # what the venv holds: the declared dependencies, the package itself and the test tools
+    in_venv = {*bounds, "gpt-helpers", *(canonical(tool.split("==")[0]) for tool in test_tools)}
+    dev_only = dev_only_modules(requirements, in_venv)
 
     workdir = Path(tempfile.mkdtemp(prefix="lowest-versions-"))
     venv = args.keep or workdir / "venv"
@@ -159,6 +166,18 @@ def main(argv: list[str] | None = None) -> int:
         cache = subprocess.run([args.uv, "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
         print(f"uv cache: {cache}")
         if run([args.uv, "venv", "--quiet", "--python", args.python, str(venv)]).returncode:
+            return 1
+        # the lowest Python too: requires-python's bound (README: "on Python 3.11")
+        lowest_python = re.fullmatch(r">=\s*(\d+\.\d+)", requires_python(pyproject))
+        got = subprocess.run(
+            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not lowest_python or got != lowest_python[1]:
+            want = lowest_python[1] if lowest_python else requires_python(pyproject)
+            print(f"FAIL: the venv has Python {got}; requires-python's lower bound is {want}: pass --python {want}")
             return 1
         package = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
         install = [args.uv, "pip", "install", "--python", str(python), "--resolution", "lowest-direct"]

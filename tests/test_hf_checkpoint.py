@@ -554,3 +554,68 @@ def test_integer_weights_are_refused(llama, tmp_path):
     with pytest.raises(ValueError, match=r"'model.layers.0.mlp.up_proj.weight' has dtype torch.int8: quantized") as e:
         load_hf_checkpoint(folder)
     _one_line(e)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "pattern"),
+    [
+        (lambda: llama_qwen_config_from_hf([1]), TypeError, "config must be the dict of a config.json, got list"),
+        (lambda: llama_qwen_config_from_hf(None), TypeError, "config must be the dict of a config.json, got NoneType"),
+        (lambda: model_from_hf_config(HF_CONFIGS["Qwen/Qwen3-0.6B"], device="nope"), ValueError, "not a torch device"),
+        (
+            lambda: model_from_hf_config(HF_CONFIGS["Qwen/Qwen3-0.6B"], dtype=torch.int8),
+            TypeError,
+            "floating torch.dtype",
+        ),
+        (
+            lambda: model_from_hf_config(HF_CONFIGS["Qwen/Qwen3-0.6B"], dtype="bfloat16"),
+            TypeError,
+            "floating torch.dtype",
+        ),
+        (
+            lambda: hf_to_llama_qwen_state_dict([1], llama_qwen_config_from_hf(HF_CONFIGS["Qwen/Qwen3-0.6B"])),
+            TypeError,
+            "state_dict must be a dict of tensors",
+        ),  # fmt: skip
+        (
+            lambda: hf_to_llama_qwen_state_dict({"a": [1]}, llama_qwen_config_from_hf(HF_CONFIGS["Qwen/Qwen3-0.6B"])),
+            TypeError,
+            "state_dict must be a dict of tensors",
+        ),  # fmt: skip
+        (
+            lambda: hf_to_llama_qwen_state_dict({}, HF_CONFIGS["Qwen/Qwen3-0.6B"]),
+            TypeError,
+            "cfg must be a LlamaQwenConfig",
+        ),
+        (lambda: load_hf_checkpoint(5), TypeError, "path must be a folder or file path"),
+        (lambda: load_hf_checkpoint(None), TypeError, "path must be a folder or file path"),
+    ],
+)
+def test_bad_arguments(call, error, pattern):
+    with pytest.raises(error, match=pattern) as e:
+        call()
+    _one_line(e)
+
+
+def test_cuda_device_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the error is only for machines without it
+    with pytest.raises(ValueError, match="no usable CUDA; use 'cpu'") as e:
+        model_from_hf_config(HF_CONFIGS["Qwen/Qwen3-0.6B"], device="cuda")
+    _one_line(e)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, "float32"])
+def test_load_with_a_bad_dtype(qwen3, dtype):
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype") as e:
+        load_hf_checkpoint(qwen3[1], dtype=dtype)
+    _one_line(e)
+
+
+def test_shapes_are_checked_before_memory_is_taken(llama, tmp_path):
+    """A config.json far too large for its weights fails on the shapes, not in the allocator."""
+    folder = _copy(llama[1], tmp_path)
+    _edit_config(folder, vocab_size=10**12)
+    with pytest.raises(ValueError, match="shape mismatch for 'model.embed_tokens.weight'") as e:
+        load_hf_checkpoint(folder)
+    _one_line(e)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from os import PathLike
 from pathlib import Path
 from types import ModuleType
 
@@ -202,6 +203,8 @@ def _rope_settings(config: dict) -> tuple[float, Llama3RopeScaling | None]:
 
 def llama_qwen_config_from_hf(config: dict) -> LlamaQwenConfig:
     """The LlamaQwenConfig of a Hugging Face config.json dict with model_type llama or qwen3."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be the dict of a config.json, got {type(config).__name__}; see read_hf_config")
     model_type = _model_type(config)
     if model_type == "gpt2":
         raise ValueError("this is a GPT-2 config.json; use gpt_config_from_hf or model_from_hf_config")
@@ -260,6 +263,8 @@ def model_from_hf_config(config: dict, device=None, dtype: torch.dtype | None = 
     """Build the course's model for a config.json dict (device="meta": shapes only)."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be the dict of a config.json, got {type(config).__name__}; see read_hf_config")
+    _check_dtype(dtype, allow_none=True)
+    device = _checked_device(device)
     model_type = _model_type(config)
     family = _family(model_type)
     if family is not None:
@@ -349,6 +354,10 @@ def _listed(keys: list[str]) -> str:
 
 def hf_to_llama_qwen_state_dict(state_dict: dict[str, torch.Tensor], cfg: LlamaQwenConfig) -> dict[str, torch.Tensor]:
     """Rename Hugging Face Llama/Qwen3 tensors to LlamaQwenModel's names, checking names and shapes."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise TypeError("state_dict must be a dict of tensors, e.g. read_hf_state_dict(folder)")
+    if not isinstance(cfg, LlamaQwenConfig):
+        raise TypeError(f"cfg must be a LlamaQwenConfig (llama_qwen_config_from_hf), got {type(cfg).__name__}")
     names = _llama_qwen_key_map(cfg)
     given = {k: v for k, v in state_dict.items() if not k.endswith("rotary_emb.inv_freq")}  # old files: a buffer
     if cfg.tie_weights and "lm_head.weight" in given:
@@ -387,6 +396,22 @@ def hf_to_llama_qwen_state_dict(state_dict: dict[str, torch.Tensor], cfg: LlamaQ
     return {ours: given[hf_name] for hf_name, ours in names.items()}
 
 
+def _check_dtype(dtype, allow_none: bool = False) -> None:
+    if (dtype is None and allow_none) or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return
+    raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32 or torch.bfloat16, got {dtype!r}")
+
+
+def _checked_device(device) -> torch.device:
+    try:
+        device = torch.device(device or "cpu")
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; use 'cpu' or 'meta'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} is not available: this torch has no usable CUDA; use 'cpu'")
+    return device
+
+
 def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Load a Hugging Face checkpoint folder (config.json + safetensors, sharded or not) as the course's model.
 
@@ -394,7 +419,9 @@ def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) 
     `path` is the folder, its model.safetensors or its model.safetensors.index.json. A lone GPT-2
     model.safetensors without config.json is read as before (the tensor shapes tell its size).
     """
-
+    if not isinstance(path, (str, PathLike)):
+        raise TypeError(f"path must be a folder or file path (str or Path), got {type(path).__name__}")
+    _check_dtype(dtype)
     folder, weights = _weights_location(Path(path))
     if not (folder / "config.json").is_file():
         if weights.name == "model.safetensors":
@@ -405,10 +432,12 @@ def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) 
     config = read_hf_config(folder)
     model_type = _model_type(config)
     state_dict = read_hf_state_dict(weights)
+    family = _family(model_type)
+    if family is None and model_type != "gpt2":  # llama, qwen3: names and shapes checked before memory is taken
+        state_dict = hf_to_llama_qwen_state_dict(state_dict, llama_qwen_config_from_hf(config))
     model = model_from_hf_config(config, device="meta").to_empty(device="cpu")  # shapes only, then memory
     if getattr(model.cfg, "tie_weights", False):
         model.out_head.weight = model.tok_emb.weight  # to_empty() breaks the tie: tie again
-    family = _family(model_type)
     if family is not None:
         own = model.state_dict()
         with torch.no_grad():
@@ -419,7 +448,7 @@ def load_hf_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32) 
     else:
         own = model.state_dict()
         with torch.no_grad():
-            for key, value in hf_to_llama_qwen_state_dict(state_dict, model.cfg).items():
+            for key, value in state_dict.items():  # already renamed and checked above
                 own[key].copy_(value)  # converts bfloat16 files to the model's float32
     return model.to(dtype).eval()
 

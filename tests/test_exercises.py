@@ -154,3 +154,257 @@ def test_no_synced_cells(chapter):
     for kind in ["exercises", "solutions"]:
         for cell in load(chapter, kind).cells:
             assert not (cell.cell_type == "code" and first_line(cell).startswith("# Same code as gpt_helpers/"))
+
+
+# ---- chapter 4: the self-checks reject wrong answers, accept float32 ones and leave the learner's names alone
+# Each exercise's solution cells run in a plain namespace (no kernel: IPython's get_ipython() is None, so the
+# one-line display is not installed), then the self-check; a wrong answer written over the solution must fail.
+
+
+def ch04_parts() -> tuple[str, dict[str, list[str]], dict[str, str]]:
+    """The first code cell, the solution cells of each exercise, and each exercise's self-check."""
+    nb = load("ch04", "solutions")
+    setup = next(c.source for c in nb.cells if c.cell_type == "code")
+    solutions, checks = {}, {}
+    for ex_id, cells in sections(nb).items():
+        solutions[ex_id] = [c.source for c in cells if c.cell_type == "code" and SOLUTION.match(first_line(c))]
+        (checks[ex_id],) = [c.source for c in cells if c.cell_type == "code" and CHECK.match(first_line(c))]
+    return setup, solutions, checks
+
+
+def ch04_run(source: str, namespace: dict) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(source, "<notebook cell>", "exec"), namespace)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ch04_solved():
+    """A namespace in which the first cell and every solution ran, and the self-checks by exercise id."""
+    setup, solutions, checks = ch04_parts()
+    namespace: dict = {}
+    ch04_run(setup, namespace)
+    for ex_id in sorted(solutions):
+        for source in solutions[ex_id]:
+            ch04_run(source, namespace)
+    return namespace, checks
+
+
+def test_ch04_checks_pass_in_any_order_and_keep_the_learners_names(ch04_solved):
+    namespace, checks = ch04_solved
+    namespace = dict(namespace)
+    before = dict(namespace)
+    for ex_id in ["4.7", "4.5", "4.3", "4.1", "4.6", "4.2", "4.4", "4.5"]:
+        assert f"自检 {ex_id} 通过" in ch04_run(checks[ex_id], namespace)
+    added = namespace.keys() - before.keys()
+    assert all(name.startswith("_self_check_4_") for name in added), f"a self-check defined {sorted(added)}"
+    changed = [name for name in before if namespace[name] is not before[name]]
+    assert not changed, f"a self-check overwrote {changed}"
+
+
+# float32 versions of right answers: a learner who computes in float32 must pass
+CH04_FLOAT32 = {
+    "4.1": "ratio = (torch.tensor(ff_params, dtype=torch.float32) / torch.tensor(att_params, dtype=torch.float32))",
+    "4.2": """
+for name in results:
+    n = torch.tensor(results[name]["params"], dtype=torch.float32)
+    results[name]["size_mib"] = (n * 4 / 2**20).item()
+""",
+    "4.4": """
+class RMSNorm(nn.Module):
+    def __init__(self, emb_dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+
+    def forward(self, x):
+        return self.scale * (x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + self.eps))
+
+
+with torch.no_grad():
+    max_diff_zero_mean = torch.tensor(max_diff_zero_mean, dtype=torch.float32)
+""",
+    "4.5": """
+grad_norms_pre = [torch.cat([p.grad.flatten() for p in b.parameters()]).norm() for b in pre_ln.trf_blocks]
+grad_norms_post = [torch.cat([p.grad.flatten() for p in b.parameters()]).norm() for b in post_ln.trf_blocks]
+""",
+    "4.6": """
+xs32 = xs.float()
+error32 = (F.gelu(xs32) - GELU()(xs32)).abs()
+max_err = error32.max().item()
+x_at_max = xs32[error32.argmax()].item()
+p32 = torch.tensor([-5.0], requires_grad=True)
+(g32,) = torch.autograd.grad(F.gelu(p32).sum(), p32)
+grad_at_minus_5 = g32.item()
+""",
+    "4.7": "embedding_share = torch.tensor(38_597_376, dtype=torch.float32) / torch.tensor(124_412_160.0)",
+}
+
+
+@pytest.mark.parametrize("ex_id", sorted(CH04_FLOAT32))
+def test_ch04_checks_accept_float32_answers(ch04_solved, ex_id):
+    namespace, checks = ch04_solved
+    namespace = dict(namespace)
+    ch04_run(CH04_FLOAT32[ex_id], namespace)
+    assert f"自检 {ex_id} 通过" in ch04_run(checks[ex_id], namespace)
+
+
+# (exercise, code that turns the right answer into a wrong one, part of the message the self-check must give)
+CH04_WRONG = [
+    ("4.1", "ff_params = None", "compute ff_params, att_params and ratio first"),
+    ("4.1", "ff_params, att_params = att_params, ff_params", "is not the parameter count of block.ff"),
+    ("4.1", "att_params = att_params - 768", "is not the count of block.att"),
+    ("4.1", "ratio = att_params / ff_params", "ratio should be ff_params / att_params"),
+    ("4.1", "ratio = round(ff_params / att_params, 2)", "ratio should be ff_params / att_params"),
+    ("4.1", "def ff_param_formula(d):\n    return 8 * d * d + 4 * d", "ff_param_formula is wrong for d = 768"),
+    ("4.1", "def att_param_formula(d):\n    return 4 * d * d + 4 * d", "att_param_formula is wrong for d = 768"),
+    (
+        "4.1",
+        "def att_param_formula(d):\n    return {768: 2_360_064}.get(d, 0)",
+        "att_param_formula is wrong for d = 1024",
+    ),
+    ("4.2", "results = None", "fill in configs and results first"),
+    ("4.2", "del results['774M']", "configs and results need the keys"),
+    ("4.2", "configs['355M'] = configs['355M'].with_(tie_weights=True)", "355M: use emb_dim=1024"),
+    ("4.2", "results['1558M'] = {'params': 1}", "should be a dict with the keys"),
+    ("4.2", "results['774M']['params'] = results['774M']['params_tied']", "774M: results['774M']['params'] is not"),
+    ("4.2", "results['1558M']['size_mib'] = results['1558M']['params'] * 4 / 1e6", "size_mib should be params x 4"),
+    ("4.2", "results['355M']['params_tied'] = results['355M']['params']", "355M: params_tied is not the count"),
+    (
+        "4.2",
+        "def build_on_meta(cfg):\n    with torch.device('meta'):\n        return GPTModel(cfg.with_(n_layers=1))",
+        "build_on_meta builds a different model",
+    ),
+    ("4.3", "DropoutGPTConfig = GPTConfig", "is missing the fields"),
+    (
+        "4.3",
+        "class DropoutGPTModel(GPTModel):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(cfg)\n"
+        "        self.drop_emb = nn.Dropout(cfg.drop_rate_emb)\n"
+        "        for block in self.trf_blocks:\n"
+        "            block.drop_shortcut = nn.Dropout(cfg.drop_rate_shortcut)",
+        "attention dropout should use drop_rate_attn",
+    ),
+    (
+        "4.3",
+        "class DropoutGPTModel(GPTModel):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(cfg)\n"
+        "        self.drop_emb = nn.Dropout(cfg.drop_rate_emb)\n"
+        "        for block in self.trf_blocks:\n"
+        "            block.att.dropout = cfg.drop_rate_attn\n"
+        "            block.drop_shortcut = nn.Dropout(cfg.drop_rate_emb)",
+        "the shortcut dropout should use drop_rate_shortcut",
+    ),
+    (
+        "4.3",
+        "class DropoutGPTModel(GPTModel):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(cfg)\n"
+        "        self.emb_dropout = nn.Dropout(cfg.drop_rate_emb)",
+        "the embedding dropout should use drop_rate_emb",
+    ),
+    ("4.4", "max_diff_shifted = None", "compute both differences"),
+    (
+        "4.4",
+        "class RMSNorm(LayerNorm):\n    pass",
+        "RMSNorm has one learned scale per feature and no shift",
+    ),
+    (
+        "4.4",
+        "class RMSNorm(nn.Module):\n"
+        "    def __init__(self, emb_dim, eps=1e-5):\n"
+        "        super().__init__()\n"
+        "        self.eps, self.scale = eps, nn.Parameter(torch.ones(emb_dim))\n"
+        "    def forward(self, x):\n"
+        "        x = x - x.mean(dim=-1, keepdim=True)\n"
+        "        return self.scale * x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
+        "RMSNorm(x) differs from torch.nn.RMSNorm",
+    ),
+    (
+        "4.4",
+        "class RMSNorm(nn.Module):\n"
+        "    def __init__(self, emb_dim, eps=1e-5):\n"
+        "        super().__init__()\n"
+        "        self.eps, self.scale = eps, nn.Parameter(torch.ones(emb_dim))\n"
+        "    def forward(self, x):\n"
+        "        return self.scale * x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True))",  # no eps
+        "RMSNorm(x) differs from torch.nn.RMSNorm",
+    ),
+    ("4.4", "max_diff_shifted = max_diff_shifted / 3", "max_diff_shifted is not max |RMSNorm(x0 + 3)"),
+    ("4.4", "max_diff_zero_mean = 1e-5", "max_diff_zero_mean is not max |RMSNorm(x0)"),
+    ("4.5", "grad_norms_post = None", "write PostLNBlock, build both models, measure the gradients"),
+    ("4.5", "grad_norms_pre = grad_norms_pre[::-1]", "grad_norms_pre does not match the gradients left in .grad"),
+    ("4.5", "grad_norms_post = [n**2 for n in grad_norms_post]", "grad_norms_post does not match the gradients"),
+    ("4.5", "grad_norms_pre = grad_norms_pre[:-1]", "one gradient norm per block"),
+    ("4.5", "pre_ln.zero_grad()", "run one backward pass through each model"),
+    ("4.5", "post_ln.trf_blocks[3].att.W_query.weight.data += 1", "load pre_ln's weights into post_ln"),
+    ("4.5", "post_ln.trf_blocks[0] = TransformerBlock(SMALL)", "post_ln.trf_blocks should hold PostLNBlock modules"),
+    (
+        "4.5",
+        "class PostLNBlock(TransformerBlock):\n"
+        "    def forward(self, x, kv_cache=None):\n"
+        "        x = self.norm1(x + self.att(x, kv_cache=kv_cache))\n"
+        "        return self.norm2(x) + self.ff(self.norm2(x))",
+        "PostLNBlock should compute x = norm1(x + att(x)), then norm2(x + ff(x))",
+    ),
+    ("4.6", "x_at_max = None", "compute max_err and x_at_max"),
+    ("4.6", "max_err = (F.gelu(xs) - GELU()(xs)).max().item()", "is not the largest |exact GELU - tanh GELU|"),
+    ("4.6", "max_err = (F.gelu(xs, approximate='tanh') - GELU()(xs)).abs().max().item()", "is not the largest"),
+    ("4.6", "x_at_max = float((F.gelu(xs) - GELU()(xs)).abs().argmax())", "x_at_max should be a point of the grid"),
+    ("4.6", "x_at_max = 2.6", "is not the largest one"),
+    ("4.6", "x_at_max = 1.0", "is not the largest one"),
+    ("4.6", "x_grad_zero = -x_grad_zero", "does not cross 0 at x_grad_zero"),
+    ("4.6", "x_grad_zero = -0.5", "does not cross 0 at x_grad_zero"),
+    ("4.6", "grad_at_minus_5 = F.gelu(torch.tensor(-5.0)).item()", "is not the derivative of the exact GELU"),
+    ("4.6", "grad_at_minus_5 = -grad_at_minus_5", "is not the derivative of the exact GELU"),
+    (
+        "4.6",
+        "p = torch.tensor([-5.0], dtype=torch.float64, requires_grad=True)\n"
+        "grad_at_minus_5 = torch.autograd.grad(GELU()(p).sum(), p)[0].item()",  # the tanh form's derivative
+        "is not the derivative of the exact GELU",
+    ),
+    ("4.7", "tied_difference = None", "compute both numbers"),
+    (
+        "4.7",
+        "def shared_parameter_names(model):\n    return [[n] for n, _ in model.named_parameters()]",
+        "without tying nothing is shared",
+    ),
+    (
+        "4.7",
+        "def shared_parameter_names(model):\n"
+        "    return [['tok_emb.weight', 'out_head.weight']] if model.cfg.tie_weights else []",
+        "exactly the output head and the token embedding are one Parameter",
+    ),
+    ("4.7", "tied_difference = count_parameters(tied_124m)", "tied_difference is not"),
+    ("4.7", "embedding_share = 38_597_376 / 163_009_536", "embedding_share is not"),
+    ("4.7", "embedding_share = round(embedding_share, 2)", "embedding_share is not"),
+]
+
+
+@pytest.mark.parametrize(("ex_id", "wrong", "message"), CH04_WRONG)
+def test_ch04_checks_reject_wrong_answers(ch04_solved, ex_id, wrong, message):
+    namespace, checks = ch04_solved
+    namespace = dict(namespace)
+    for source in ch04_parts()[1][ex_id]:  # fresh answers: some wrong ones change dicts or gradients in place
+        ch04_run(source, namespace)
+    ch04_run(wrong, namespace)
+    with pytest.raises(AssertionError) as failed:
+        ch04_run(checks[ex_id], namespace)
+    assert message in str(failed.value), f"{ex_id}: expected {message!r}, got {failed.value}"
+    assert "\n" not in str(failed.value), "the self-check's message should be one line"
+
+
+def test_ch04_intended_failures_show_one_line():
+    """The blank notebook stores each self-check's error as its message alone, not a traceback of the check."""
+    for cell in load("ch04", "exercises").cells:
+        if cell.cell_type == "code" and CHECK.match(first_line(cell)):
+            (error,) = [o for o in cell.outputs if o.output_type == "error"]
+            assert error.ename in {"AssertionError", "NotImplementedError"}
+            assert error.traceback == [f"{error.ename}: {error.evalue}"], error.traceback
+            assert "\n" not in error.evalue

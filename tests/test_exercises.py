@@ -107,7 +107,8 @@ def test_every_exercise_has_one_check_after_its_code(chapter, kind):
         own = [c for c in code_cells[: checks[0]] if code_pattern.match(first_line(c))]
         assert own, f"{kind}: exercise {ex_id} has no '{code_pattern.pattern}' cell before its self-check"
         assert all(code_pattern.match(first_line(c)).group(1) == ex_id for c in own), f"{kind}: misnumbered cell"
-        assert "assert" in code_cells[checks[0]].source, f"self-check {ex_id} asserts nothing"
+        check_source = code_cells[checks[0]].source
+        assert "assert" in check_source or "check(" in check_source, f"self-check {ex_id} asserts nothing"
 
 
 def test_learner_cells_are_blank(chapter):
@@ -408,3 +409,218 @@ def test_ch04_intended_failures_show_one_line():
             assert error.ename in {"AssertionError", "NotImplementedError"}
             assert error.traceback == [f"{error.ename}: {error.evalue}"], error.traceback
             assert "\n" not in error.evalue
+
+
+# ---- chapter 10: the self-checks reject wrong answers, accept float32 ones and leave the learner's names alone
+# The solutions notebook's code runs in a plain namespace (no kernel) on a model trained for a few steps only;
+# the self-checks compute their references from whatever model they are given, so any model will do.
+
+CH10_STEPS = 30  # enough for the heads and losses to differ clearly; about 3 s of training
+
+
+def ch10_cells(kind: str) -> tuple[list[str], dict[str, str]]:
+    """The code cells that are not self-checks, in order, and the self-check cells by exercise id."""
+    code, checks = [], {}
+    for cell in load("ch10", kind).cells:
+        if cell.cell_type == "code":
+            match = CHECK.match(first_line(cell))
+            if match:
+                checks[match.group(1)] = cell.source
+            else:
+                code.append(cell.source)
+    return code, checks
+
+
+def run_source(source: str, namespace: dict) -> None:
+    exec(compile(source, "<notebook cell>", "exec"), namespace)
+
+
+@pytest.fixture(scope="module")
+def ch10_solved():
+    """The namespace of the solutions notebook after every solution cell ran, and the self-checks."""
+    import contextlib
+    import io
+
+    import gpt_helpers
+
+    real_train, poem = gpt_helpers.train_zen_model, gpt_helpers.zen_of_python()
+    code, checks = ch10_cells("solutions")
+    namespace: dict = {}
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()):
+        mp.setattr(gpt_helpers, "train_zen_model", lambda **kwargs: real_train(num_steps=CH10_STEPS))
+        # the poem's first lines only (57 tokens, 26 windows instead of 175), so each check takes about a second
+        mp.setattr(gpt_helpers, "zen_of_python", lambda: poem[: poem.index("Readability")])
+        for source in code:
+            run_source(source, namespace)
+    return namespace, checks
+
+
+def run_check(namespace: dict, checks: dict, ex_id: str) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_source(checks[ex_id], namespace)
+    return out.getvalue()
+
+
+def test_ch10_checks_pass_in_any_order_and_keep_the_learners_names(ch10_solved):
+    namespace, checks = ch10_solved
+    namespace = dict(namespace)
+    before = {name: value for name, value in namespace.items() if not name.startswith("_")}
+    for ex_id in ["10.4", "10.3", "10.2", "10.1"]:  # 10.2 used to overwrite 10.3's `right`
+        assert f"自检 {ex_id} 通过" in run_check(namespace, checks, ex_id)
+    after = {name: value for name, value in namespace.items() if not name.startswith("_")}
+    assert after.keys() == before.keys(), f"a self-check defined {sorted(after.keys() - before.keys())}"
+    changed = [name for name in before if after[name] is not before[name]]
+    assert not changed, f"a self-check overwrote {changed}"
+
+
+# float32 versions of right answers: a learner who computes in float32 must pass
+CH10_FLOAT32 = {
+    "10.1": """
+prev_scores = previous_token_score(attention_weights(model, windows)).float()
+uniform_score = torch.tensor([1 / (i + 1) for i in range(1, 32)]).mean().item()
+best_ratio = (prev_scores.max() / torch.tensor(uniform_score)).item()
+""",
+    "10.2": """
+ind_scores = ind_scores.float()
+ind_uniform = torch.tensor([1 / (i + 1) for i in range(16, 32)]).mean().item()
+copy_accuracy = (guesses[:, 16:-1] == repeated[:, 17:]).float().mean().item()
+""",
+    "10.4": """
+loss_increase = loss_increase.float()
+layer_increase = torch.tensor(layer_increase).tolist()
+""",
+}
+
+# (exercise, code that turns a right answer into a wrong one, the message the self-check must give)
+CH10_WRONG = [
+    ("10.1", "prev_scores = None", "compute them first"),
+    (
+        "10.1",
+        "def previous_token_score(weights):\n"
+        "    return weights.diagonal(offset=-1, dim1=-2, dim2=-1).sum(-1).mean(1) / 32",
+        "previous_token_score is wrong on a made-up case",
+    ),
+    ("10.1", "prev_scores = previous_token_score(attention_weights(model, windows[:20]))", "prev_scores:"),
+    ("10.1", "best_head = best_head[::-1] if best_head[0] != best_head[1] else (1 - best_head[0], 0)", "best_head"),
+    ("10.1", "uniform_score = sum(1 / (i + 1) for i in range(32)) / 32", "uniform_score"),
+    ("10.1", "uniform_score = uniform_score * (1 + 1e-3)", "uniform_score"),
+    ("10.1", "best_ratio = uniform_score / prev_scores.max().item()", "best_ratio"),
+    ("10.2", "copy_accuracy = None", "parts 4 and 5 are missing"),
+    (
+        "10.2",
+        "def repeated_tokens(n, batch, seed):\n"
+        "    vocab = torch.unique(zen_ids)\n"
+        "    g = torch.Generator().manual_seed(seed)\n"
+        "    return vocab[torch.randint(len(vocab), (batch, 2 * n), generator=g)]",
+        "write the n tokens twice",
+    ),
+    (
+        "10.2",
+        "def repeated_tokens(n, batch, seed):\n"
+        "    half = torch.randint(50257, (batch, n), generator=torch.Generator().manual_seed(seed))\n"
+        "    return torch.cat([half, half], dim=1)",
+        "poem's vocabulary",
+    ),
+    (
+        "10.2",
+        "def repeated_tokens(n, batch, seed):\n"
+        "    vocab = torch.unique(zen_ids)\n"
+        "    half = vocab[torch.randint(len(vocab), (batch, n))]\n"
+        "    return torch.cat([half, half], dim=1)",
+        "the same seed must give the same tokens",
+    ),
+    (
+        "10.2",
+        "def induction_score(weights, n):\n"
+        "    return weights.diagonal(offset=-n, dim1=-2, dim2=-1).double().mean(dim=(1, 3))",
+        "induction_score is wrong on a made-up case",
+    ),
+    ("10.2", "ind_scores = induction_score(attention_weights(model, repeated_tokens(16, 8, 1)), 16)", "ind_scores"),
+    ("10.2", "ind_uniform = sum(1 / (i + 1) for i in range(15, 31)) / 16", "ind_uniform"),
+    (
+        "10.2",
+        "copy_accuracy = (guesses[:, 15:-1] == repeated[:, 16:]).double().mean().item()",
+        "copy_accuracy",
+    ),
+    ("10.2", "has_induction_head = not has_induction_head", "has_induction_head"),
+    (
+        "10.3",
+        "def first_correct_depth(right):\n"
+        "    last = right.shape[0] - 1 - right.flip(0).int().argmax(dim=0)\n"
+        "    return torch.where(right.any(dim=0), last, torch.full_like(last, -1))",
+        "first_correct_depth",
+    ),
+    ("10.3", "right = top1_right(model, inputs, torch.roll(targets, 1, dims=1))", "right"),
+    (
+        "10.3",
+        "def top1_right(model, inputs, targets, batch_size=8):\n"
+        "    lens = logit_lens(model, inputs[:batch_size])\n"
+        "    return lens.argmax(dim=-1) == targets[:batch_size]",
+        "top1_right with batch_size=2",
+    ),
+    ("10.3", "first_counts = first_counts[:-1]", "first_counts"),
+    ("10.3", "lost_later = int((~right[-1]).sum())", "lost_later"),
+    ("10.4", "base_loss = base_loss + 1e-3", "base_loss"),
+    ("10.4", "loss_increase = loss_increase.roll(1, dims=1)", "loss_increase"),
+    ("10.4", "loss_increase = loss_increase.clone(); loss_increase[0, 3] += 1e-3", "loss_increase"),
+    (
+        "10.4",
+        "_right_without = loss_without_heads\n"
+        "def loss_without_heads(model, loader, layer, heads):\n"
+        "    return _right_without(model, loader, layer, heads[:1])",
+        "loss_without_heads(model, loader, 0, [0, 2]) is off",
+    ),
+    ("10.4", "layer_increase = [0.0, layer_increase[1]]", "layer_increase"),
+    ("10.4", "most_important = (1 - most_important[0], most_important[1])", "most_important"),
+    (
+        "10.4",
+        "def loss_without_heads(model, loader, layer, heads):\n"
+        "    att = model.trf_blocks[layer].att\n"
+        "    def zero_heads(module, args):\n"
+        "        ctx = args[0].clone()\n"
+        "        for head in heads:\n"
+        "            ctx[..., head * att.head_dim : (head + 1) * att.head_dim] = 0.0\n"
+        "        return (ctx,)\n"
+        "    handle = att.out_proj.register_forward_pre_hook(zero_heads)\n"
+        "    loss = calc_loss_loader(loader, model)  # no finally: an error leaves the hook on\n"
+        "    handle.remove()\n"
+        "    return loss",
+        "a hook was left on the model",
+    ),
+]
+
+
+@pytest.mark.parametrize("ex_id", sorted(CH10_FLOAT32))
+def test_ch10_checks_accept_float32_answers(ch10_solved, ex_id):
+    namespace, checks = ch10_solved
+    namespace = dict(namespace)
+    run_source(CH10_FLOAT32[ex_id], namespace)
+    assert f"自检 {ex_id} 通过" in run_check(namespace, checks, ex_id)
+
+
+@pytest.mark.parametrize(
+    ("ex_id", "wrong", "message"), CH10_WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(CH10_WRONG)]
+)
+def test_ch10_checks_reject_wrong_answers(ch10_solved, ex_id, wrong, message):
+    import copy
+
+    namespace, checks = ch10_solved
+    namespace = dict(namespace)
+    namespace["model"] = copy.deepcopy(namespace["model"])  # a wrong answer may leave a hook on it
+    run_source(wrong, namespace)
+    error_class = namespace["SelfCheckError"]
+    with pytest.raises(error_class, match=re.escape(message)):
+        run_check(namespace, checks, ex_id)
+
+
+def test_ch10_blank_checks_show_only_their_message():
+    """The stored blank notebook shows each failed self-check as one line: no traceback."""
+    for cell in load("ch10", "exercises").cells:
+        if cell.cell_type == "code" and CHECK.match(first_line(cell)):
+            (error,) = [o for o in cell.outputs if o.output_type == "error"]
+            assert error.ename == "SelfCheckError"
+            assert error.traceback == [f"SelfCheckError: {error.evalue}"], error.traceback

@@ -442,3 +442,22 @@ def test_model_config_is_checked(change, pattern):
         cfg.with_(**change)
     with pytest.raises(TypeError, match="expects a DeepSeekV3Config"):
         DeepSeekV3Model({"emb_dim": 8})
+
+
+def test_benchmark_runs_on_a_tiny_model():
+    """benchmarks/family_deepseek_v3.py: equal logits and tokens first, then the timings (tiny: checks the script)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "family_deepseek_v3.py"
+    spec = importlib.util.spec_from_file_location("family_deepseek_v3", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("family_deepseek_v3", module)
+    spec.loader.exec_module(module)
+    result = module.run(repeats=1, tiny=True, new_tokens=3)
+    assert result["logits_max_abs_diff"] < 1e-4 and result["new_tokens"] == 3
+    for figures in result["by_prompt"].values():
+        assert set(figures["tokens_per_s"]) == {"hf", "taught", "fast", "expanded"}
+        # transformers expands the prompt and then every cached position again at each step; ours the prompt once
+        assert figures["positions_expanded_layer0"]["hf"] > figures["positions_expanded_layer0"]["ours"]

@@ -240,6 +240,10 @@ def test_lowest_versions_reads_bounds(tmp_path):
     requirements.write_text("torch==2.13.0\ntransformers==5.24.0  # reference\n-e .\nhuggingface_hub==2.4.0\n")
     assert module.dev_only_modules(requirements, {"torch", "huggingface-hub"}) == ["transformers"]
     assert module.pinned(requirements, "transformers") == "transformers==5.24.0  # reference"
+    (tmp_path / "test_a.py").write_text("import pytest\nfrom test_b import x\n\ndef test_a():\n    import ruff\n")
+    (tmp_path / "test_b.py").write_text("import nbformat.v4\nfrom test_a import y\nx = 1\n")
+    assert module.module_level_imports(tmp_path / "test_a.py", ["nbformat", "ruff"]) == ["nbformat"]
+    assert module.module_level_imports(tmp_path / "test_a.py", ["ruff"]) == []  # inside a test: the plugin's job
 
 
 def test_wheel_contents_finds_strays_and_gaps(tmp_path):

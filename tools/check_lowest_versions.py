@@ -102,8 +102,10 @@ def dev_only_modules(requirements: Path, declared: set[str]) -> list[str]:
     return names
 
 
-def module_level_imports(test_file: Path, modules: list[str]) -> list[str]:
-    """Which of these modules a test file imports at module level (it cannot even be collected without them)."""
+def module_level_imports(test_file: Path, modules: list[str], seen: set[Path] | None = None) -> list[str]:
+    """Which of these modules a test file imports at module level, itself or through a module beside it."""
+    seen = set() if seen is None else seen
+    seen.add(test_file)
     found = []
     for node in ast.parse(test_file.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Import):
@@ -112,7 +114,12 @@ def module_level_imports(test_file: Path, modules: list[str]) -> list[str]:
             names = [node.module or ""]
         else:
             continue
-        found += [name.split(".")[0] for name in names if name.split(".")[0] in modules]
+        for root in (name.split(".")[0] for name in names):
+            local = test_file.parent / f"{root}.py"  # e.g. `from test_exercises import load`
+            if root in modules:
+                found.append(root)
+            elif local.is_file() and local not in seen:
+                found += module_level_imports(local, modules, seen)
     return sorted(set(found))
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gpt_helpers import count_parameters, generate
+from gpt_helpers import KVCache, count_parameters, generate, generate_text_simple
 from gpt_helpers.checkpoints.hf import load_hf_checkpoint, model_from_hf_config
 from gpt_helpers.families.gemma3 import (
     GEMMA3_1B_CONFIG,
@@ -245,6 +245,15 @@ def test_local_layers_stop_growing_at_the_window(gemma):
             ours(generated[:, t : t + 1], cache=large)
     assert large.length == 205 and [(layer.keys.data_ptr(), layer.nbytes) for layer in large.layers] == before
     assert large.nbytes == gemma3_kv_cache_bytes(cfg, 250, bytes_per_value=4)  # fixed at make_cache time
+
+
+def test_generation_longer_than_context_size(gemma):
+    """stream_generate's full-window path (reset, recompute the last context_size tokens) works with the rings."""
+    _, _, ours = gemma
+    assert isinstance(KVCache.for_model(ours, 1, 20), Gemma3Cache)
+    prompt = torch.randint(2, VOCAB, (2, 5))
+    expected = generate_text_simple(ours, prompt, 30, context_size=12)
+    assert torch.equal(generate(ours, prompt, 30, context_size=12), expected)
 
 
 def test_cache_smaller_than_the_window(gemma):

@@ -9,8 +9,9 @@ back to back), as in bench_generation.py.
 Where the time goes: both caches hold only the window in the local layers. Ours writes each new key/value into a
 preallocated ring (local layers) or buffer (global layers) and attends without a mask; transformers 5.24's
 DynamicCache concatenates every layer's keys and values into new tensors at every step (torch.cat, then slices the
-local ones back to window - 1) and builds the full-attention and sliding-window masks for every step. Run it on a
-quiet machine:
+local ones back to window - 1), and generate prepares the full-attention and sliding-window masks at every step
+(create_masks_for_generate). Both read the same weights per token, which dominates at this size, so the gap is the
+per-step overhead. Run it on a quiet machine:
     python benchmarks/family_gemma3.py --repeats 5
 """
 

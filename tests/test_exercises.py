@@ -426,8 +426,8 @@ def ch10_cells(kind: str) -> tuple[list[str], dict[str, str]]:
             match = CHECK.match(first_line(cell))
             if match:
                 checks[match.group(1)] = cell.source
-            else:
-                code.append(cell.source)
+            else:  # without the solutions' asserts of the figures they print: those hold for notebook 08's model only
+                code.append("\n".join(line for line in cell.source.splitlines() if not line.startswith("assert ")))
     return code, checks
 
 

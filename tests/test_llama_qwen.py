@@ -457,6 +457,8 @@ def test_rename_book_keys_leaves_our_names_and_clashes_alone():
         (lambda: SMALL.with_(norm_eps=float("inf")), ValueError, "norm_eps must be a positive finite number"),
         (lambda: SMALL.with_(vocab_size=True), TypeError, "vocab_size must be an int"),
         (lambda: llama_qwen_parameter_breakdown({"emb_dim": 32}), TypeError, "expects a LlamaQwenConfig, got dict"),
+        (lambda: rename_book_keys([("ff.fc1.weight", 1)]), TypeError, "expects a state_dict"),
+        (lambda: rename_book_keys({}, prefix=None), TypeError, "and a str prefix"),
     ],
 )
 def test_bad_inputs_to_the_pieces(make, error, pattern):

@@ -249,6 +249,8 @@ _BOOK_FF_NAMES = {"1": "gate", "2": "up", "3": "down"}
 
 def rename_book_keys(state_dict: dict, prefix: str = "") -> list[str]:
     """Rename, in place, the book's tensor names (ff.fc1/fc2/fc3, RMSNorm .weight) to LlamaQwenModel's; return them."""
+    if not isinstance(state_dict, dict) or not isinstance(prefix, str):
+        raise TypeError("rename_book_keys expects a state_dict (a dict of name -> tensor) and a str prefix")
     renamed = []
     for key in [k for k in state_dict if k.startswith(prefix)]:
         name = key[len(prefix) :]

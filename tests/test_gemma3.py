@@ -416,6 +416,13 @@ def test_bad_model_inputs(gemma):
             ours(torch.zeros(2, 3, dtype=torch.long), cache=ring)
     with pytest.raises(ValueError, match="max_len"):
         Gemma3Cache(ours.cfg, 1, 0)
+    local_only = Gemma3Model(ours.cfg.with_(layer_types=("local",) * 7))
+    small = local_only.make_cache(1, 5)  # rings of 5 rows: a 6th position would overwrite one still in the window
+    with torch.no_grad():
+        local_only(torch.zeros(1, 5, dtype=torch.long), cache=small)
+        with pytest.raises(ValueError, match="cache is full") as excinfo:
+            local_only(torch.zeros(1, 1, dtype=torch.long), cache=small)
+    _one_line(excinfo)
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,11 @@ class Gemma3Model(nn.Module):
                 f"sequence of {start + seq_len} tokens is longer than context_length={self.cfg.context_length}; "
                 f"keep only the last {self.cfg.context_length} tokens (in_idx[:, -context_length:])"
             )
+        if cache is not None and start + seq_len > cache.capacity:
+            raise ValueError(  # checked here, not by each layer: a ring would wrap and overwrite silently
+                f"cache is full: it holds {cache.capacity} positions, {start} are used and {seq_len} more were given; "
+                "reset() it or make a larger cache"
+            )
         x = self.tok_emb(in_idx)  # (B, T, C)
         x = x * torch.tensor(self.cfg.emb_dim**0.5, dtype=x.dtype)  # sqrt(C), rounded to the model's dtype
         positions = torch.arange(start, start + seq_len, device=in_idx.device)

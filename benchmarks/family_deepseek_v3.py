@@ -100,7 +100,7 @@ def _expanded_positions(hf, ours, prompt, n: int) -> tuple[int, int]:
     return counts["hf"], counts["ours"]
 
 
-def run(repeats: int, tiny: bool, seed: int = 0, new_tokens: int | None = None) -> dict:
+def run(repeats: int, tiny: bool, seed: int = 0, new_tokens: int | None = None, prompts=None) -> dict:
     """Check equal logits and greedy tokens, then time cached greedy decoding; returns the figures printed."""
     import copy
 
@@ -110,7 +110,7 @@ def run(repeats: int, tiny: bool, seed: int = 0, new_tokens: int | None = None) 
     fast = optimize_for_inference(copy.deepcopy(taught))
     c = taught.cfg
     n = new_tokens or (5 if tiny else 64)
-    prompt_lengths = (8, 32) if tiny else (32, 1024)
+    prompt_lengths = tuple(prompts or ((8, 32) if tiny else (32, 1024)))
     print(
         f"\nDeepSeek-V3 family ({c.n_layers} dense layers, emb_dim {c.emb_dim}, {c.n_heads} heads, kv_lora_rank "
         f"{c.kv_lora_rank}, q_lora_rank {c.q_lora_rank}, nope/rope/v {c.qk_nope_head_dim}/{c.qk_rope_head_dim}/"
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=None, help="64 by default (5 with --tiny)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompts", default=None, help="prompt lengths, e.g. 32,1024 (the default; 8,32 with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="a tiny 2-layer model: checks the script runs, not speed")
     args = parser.parse_args()
     import transformers
@@ -195,7 +196,8 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"transformers {transformers.__version__}, threads {torch.get_num_threads()}; medians of {args.repeats} rounds"
     )
-    run(args.repeats, args.tiny, seed=args.seed, new_tokens=args.new_tokens)
+    prompts = [int(p) for p in args.prompts.split(",")] if args.prompts else None
+    run(args.repeats, args.tiny, seed=args.seed, new_tokens=args.new_tokens, prompts=prompts)
 
 
 if __name__ == "__main__":

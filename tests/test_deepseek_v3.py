@@ -111,6 +111,11 @@ def test_loaded_config_and_type(pair):
     assert ours.cfg.softmax_scale == pytest.approx(hf.model.layers[0].self_attn.scaling, rel=1e-12)
 
 
+def test_parameter_count_equals_transformers(pair):
+    hf, ours, _ = pair
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
 def test_equal_logits(pair):
     hf, ours, _ = pair
     ids = torch.randint(0, VOCAB, (2, 40), generator=torch.Generator().manual_seed(1))

@@ -13,7 +13,7 @@ import pytest
 import test_exercises as base  # the shared helpers; its tests are not collected again through this module
 
 CHAPTER = "ch11"
-MIN_EXERCISES = 3  # the cache formula, absorbing W_UK / W_UV by hand, YaRN's ramp and temperature
+MIN_EXERCISES = 4  # the cache formula, absorbing W_UK / W_UV by hand, YaRN's ramp and temperature, R_t^T R_s
 
 
 def test_exercises_are_numbered_in_order():
@@ -138,6 +138,18 @@ def yarn_temperature(factor, coefficient=1.0):
         return 1.0
     return float(0.1 * coefficient * torch.log(torch.tensor(float(factor), dtype=torch.float32)) + 1)
 v3_softmax_scale = float(torch.tensor(192.0).rsqrt() * torch.tensor(yarn_temperature(40)) ** 2)
+""",
+    "11.4": """
+def rotation_matrix(head_dim, position, theta_base=10_000.0):
+    # float32, one pair at a time
+    R = torch.zeros(head_dim, head_dim)
+    half = head_dim // 2
+    for i, f in enumerate(rope_frequencies(head_dim, theta_base).tolist()):
+        c, s = math.cos(position * f), math.sin(position * f)
+        R[i, i], R[i, i + half], R[i + half, i], R[i + half, i + half] = c, -s, s, c
+    return R
+def between(head_dim, t, s):
+    return rotation_matrix(head_dim, s - t)
 """,
 }
 
@@ -266,6 +278,27 @@ WRONG = [
     ("11.3", "v3_softmax_scale = 192**-0.5 * yarn_temperature(40)", "v3_softmax_scale"),
     ("11.3", "v3_softmax_scale = 128**-0.5 * yarn_temperature(40) ** 2", "v3_softmax_scale"),
     ("11.3", "v3_softmax_scale = None", "compute v3_softmax_scale"),
+    (
+        "11.4",
+        "_right = rotation_matrix\ndef rotation_matrix(head_dim, position, theta_base=10_000.0):\n"
+        "    return _right(head_dim, position, theta_base).T",
+        "rotation_matrix(8, 5, 10000.0) @ x differs",
+    ),
+    (
+        "11.4",
+        "_right = rotation_matrix\ndef rotation_matrix(head_dim, position, theta_base=10_000.0):\n"
+        "    order = torch.arange(head_dim).view(2, -1).T.flatten()  # pairs (2i, 2i + 1)\n"
+        "    return _right(head_dim, position, theta_base)[order][:, order]",
+        "rotation_matrix(8, 5, 10000.0) @ x differs",
+    ),
+    (
+        "11.4",
+        "def between(head_dim, t, s):\n    return rotation_matrix(head_dim, t) @ rotation_matrix(head_dim, s).T",
+        "is not the rotated score",
+    ),
+    ("11.4", "distance_only = False", "distance_only: compare"),
+    ("11.4", "distance_only = torch.tensor(True)", "should be True or False"),
+    ("11.4", "distance_only = None", "answer distance_only"),
 ]
 
 

@@ -268,22 +268,26 @@ def test_wheel_contents_finds_strays_and_gaps(tmp_path):
 
 
 def test_lowest_versions_plugin_reports_only_test_imports(tmp_path):
-    """A course-only import in a test is 'not run'; the same import inside package code stays a failure."""
-    tests, package = tmp_path / "tests", tmp_path / "pkg"
+    """A course-only import in a test or a script is 'not run'; the same import in package code stays a failure."""
+    tests, package, scripts = tmp_path / "tests", tmp_path / "pkg", tmp_path / "benchmarks"
     tests.mkdir()
-    package.mkdir()
-    (package / "lib.py").write_text("def load():\n    import course_only_xyz  # noqa: F401\n")
+    for folder in (package, scripts):  # the same lazy import in package code and in a benchmark script
+        folder.mkdir()
+        (folder / "lib.py").write_text("def load():\n    import course_only_xyz  # noqa: F401\n")
     (tests / "test_x.py").write_text(
         "import sys\nfrom pathlib import Path\nsys.path.insert(0, str(Path(__file__).parents[1] / 'pkg'))\n"
         "def test_needs_reference():\n    import course_only_xyz  # noqa: F401\n"
         "def test_package_needs_it():\n    import lib\n    lib.load()\n"
+        "def test_script_needs_it():\n    import importlib.util as u\n    s = u.spec_from_file_location('b', "
+        "Path(__file__).parents[1] / 'benchmarks' / 'lib.py')\n    m = u.module_from_spec(s)\n"
+        "    s.loader.exec_module(m)\n    m.load()\n"
         "def test_other_missing_module():\n    import not_declared_either_xyz  # noqa: F401\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tools"), LOWEST_VERSIONS_DEV_ONLY="course_only_xyz")
-    env["LOWEST_VERSIONS_TESTS"] = str(tests)
+    env["LOWEST_VERSIONS_ROOT"], env["LOWEST_VERSIONS_PACKAGE"] = str(tmp_path), str(package)
     cmd = [sys.executable, "-m", "pytest", str(tests), "-q", "-rfs", "-p", "lowest_versions_plugin"]
     cmd += ["-p", "no:cacheprovider", "--confcutdir", str(tests), "--rootdir", str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert "not run here: needs course_only_xyz" in result.stdout, result.stdout
-    assert "2 failed, 1 skipped" in result.stdout, result.stdout
+    assert "2 failed, 2 skipped" in result.stdout, result.stdout
     assert "FAILED tests/test_x.py::test_package_needs_it" in result.stdout

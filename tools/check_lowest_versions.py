@@ -15,7 +15,8 @@ environment; they test the course, not the package's dependency bounds, and .ci/
 main step), and test files that import, at module level, a package the course uses but gpt_helpers
 does not declare (transformers, for instance; found by reading each file's imports). A test that
 imports such a package inside its own code stops at that import here: tools/lowest_versions_plugin.py
-reports it as "not run here: needs <module>" (only if the import is in tests/, not in gpt_helpers),
+reports it as "not run here: needs <module>" (only if the import is in tests/ or benchmarks/, never
+in gpt_helpers),
 and any other failure fails the check. The output lists every file and test that did not run and why.
 
 PyPI's old torch wheels for Linux are CUDA builds: torch 2.5.0 and its nvidia-* packages are a
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tools"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["LOWEST_VERSIONS_DEV_ONLY"] = ",".join(dev_only)
-        env["LOWEST_VERSIONS_TESTS"] = str(tests)
+        env["LOWEST_VERSIONS_ROOT"], env["LOWEST_VERSIONS_PACKAGE"] = str(ROOT), str(ROOT / "gpt_helpers")
         # empty caches: tiktoken caches every file it reads (also local ones) under the system temp dir,
         # and a copy cached by a newer tiktoken hides that 0.8-0.11 need blobfile to read them
         for var in ("TIKTOKEN_CACHE_DIR", "MPLCONFIGDIR"):

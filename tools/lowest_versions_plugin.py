@@ -4,9 +4,10 @@ The lowest-versions venv holds gpt_helpers' declared dependencies and pytest onl
 imports a package the course installs but gpt_helpers does not declare (transformers, say: the
 equivalence tests' reference) fails there with ModuleNotFoundError. This plugin reports exactly
 those as skipped, "not run here: needs <module>", so the summary counts them apart. Only an import
-written in the tests themselves (tests/) counts: if gpt_helpers imported such a package, that is a
-missing dependency, and the failure stays a failure, as does every other one.
-LOWEST_VERSIONS_DEV_ONLY lists the import names, comma-separated; LOWEST_VERSIONS_TESTS the tests folder.
+written in the repository's own scripts and tests (tests/, benchmarks/) counts: if gpt_helpers
+imported such a package, that is a missing dependency, and the failure stays a failure, as does
+every other one. LOWEST_VERSIONS_DEV_ONLY lists the import names, comma-separated;
+LOWEST_VERSIONS_ROOT is the repository, LOWEST_VERSIONS_PACKAGE the package folder inside it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 DEV_ONLY = {name for name in os.environ.get("LOWEST_VERSIONS_DEV_ONLY", "").split(",") if name}
-TESTS = Path(os.environ.get("LOWEST_VERSIONS_TESTS", "tests")).resolve()
+ROOT = Path(os.environ.get("LOWEST_VERSIONS_ROOT", ".")).resolve()
+PACKAGE = Path(os.environ.get("LOWEST_VERSIONS_PACKAGE", "gpt_helpers")).resolve()
 
 
 def import_site(excinfo: pytest.ExceptionInfo) -> Path | None:
@@ -31,14 +33,15 @@ def import_site(excinfo: pytest.ExceptionInfo) -> Path | None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Turn a failure caused by a test importing a course-only package into a 'not run' report."""
+    """Turn a failure caused by a test or script importing a course-only package into a 'not run' report."""
     outcome = yield
     report = outcome.get_result()
     if not report.failed or call.excinfo is None or not call.excinfo.errisinstance(ModuleNotFoundError):
         return
     module = (call.excinfo.value.name or "").split(".")[0]
     site = import_site(call.excinfo)
-    if module in DEV_ONLY and site is not None and site.is_relative_to(TESTS):
+    outside_package = site is not None and site.is_relative_to(ROOT) and not site.is_relative_to(PACKAGE)
+    if module in DEV_ONLY and outside_package:
         report.outcome = "skipped"
         _, line, _ = item.location
         report.longrepr = (str(item.path), (line or 0) + 1, f"not run here: needs {module} (not a dependency)")

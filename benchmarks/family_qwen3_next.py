@@ -66,6 +66,32 @@ def optional_kernels() -> dict[str, bool]:
     return {name: importlib.util.find_spec(name) is not None for name in ("fla", "causal_conv1d")}
 
 
+def conv_step_times(ours, repeats: int, calls: int = 200) -> dict:
+    """Microseconds per decoding step of one layer's short convolution: ours, and transformers' fallback function."""
+    from transformers.models.qwen3_next.modeling_qwen3_next import causal_conv1d_update
+
+    conv = next(block.att.conv for block in ours.trf_blocks if block.layer_type == "linear_attention")
+    channels, kernel = conv.weight.shape[0], conv.kernel_size
+    x, past = torch.randn(1, 1, channels), torch.randn(1, channels, kernel - 1)
+    hf_state, weight = past.clone(), conv.weight.squeeze(1)
+    with torch.inference_mode():
+        ours_out, _ = conv(x, past)
+        hf_out = causal_conv1d_update(x.transpose(1, 2), hf_state, weight, None, "silu")
+        torch.testing.assert_close(ours_out, hf_out.transpose(1, 2))  # the same step, before timing it
+
+        def run_ours():
+            for _ in range(calls):
+                conv(x, past)
+
+        def run_hf():
+            for _ in range(calls):
+                causal_conv1d_update(x.transpose(1, 2), hf_state, weight, None, "silu")
+
+        rounds = timed_rounds({"ours": run_ours, "hf": run_hf}, repeats)
+    per_call = {name: statistics.median(times) / calls * 1e6 for name, times in rounds.items()}
+    return {"channels": channels, "ours_us": per_call["ours"], "hf_us": per_call["hf"]}
+
+
 def run(repeats: int = 5, tiny: bool = False, new_tokens: int = 64, prompt_len: int = 32, seed: int = 0) -> dict:
     """Compare logits, then time cached greedy decoding and a prompt's forward pass; print and return the figures."""
     from gpt_helpers import generate
@@ -115,6 +141,11 @@ def run(repeats: int = 5, tiny: bool = False, new_tokens: int = 64, prompt_len: 
     print(
         f"forward latency {tuple(ids.shape)}, ms: ours {fwd['ours'] * 1000:.1f}   transformers {fwd['hf'] * 1000:.1f}"
     )
+    conv = conv_step_times(ours, repeats)
+    print(
+        f"short convolution, one decoding step over {conv['channels']} channels (us): ours (multiply and sum) "
+        f"{conv['ours_us']:.1f}   transformers' causal_conv1d_update (F.conv1d) {conv['hf_us']:.1f}"
+    )
     print(f"  Qwen3-Next ours cached / transformers tokens/s:  {cached:5.2f}x   (goal: no slower)")
     print(f"  Qwen3-Next forward {tuple(ids.shape)}: transformers time / ours: {forward:5.2f}x")
     return {
@@ -122,6 +153,7 @@ def run(repeats: int = 5, tiny: bool = False, new_tokens: int = 64, prompt_len: 
         "optional_kernels": kernels,
         "tokens_per_s": {"ours": n / med["ours"], "hf": n / med["hf"]},
         "forward_ms": {"ours": fwd["ours"] * 1000, "hf": fwd["hf"] * 1000},
+        "conv_step_us": conv,
         "cached_ratio": cached,
         "forward_ratio": forward,
     }

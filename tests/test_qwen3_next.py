@@ -149,7 +149,7 @@ def test_short_convolution_matches_transformers_and_steps():
     conv = ShortConvolution(6, kernel_size=4)
     x = torch.randn(2, 9, 6)  # (B, T, C)
     full, past = conv(x)
-    ref = hf_q3n.causal_conv1d_fn(x.transpose(1, 2), conv.conv.weight.squeeze(1), None, activation="silu")
+    ref = hf_q3n.causal_conv1d_fn(x.transpose(1, 2), conv.weight.squeeze(1), None, activation="silu")
     torch.testing.assert_close(full, ref.transpose(1, 2))
     torch.testing.assert_close(past, x[:, -3:].transpose(1, 2))  # the last kernel - 1 inputs
     # the same outputs in pieces, carrying the K - 1 past inputs
@@ -240,6 +240,27 @@ def test_chunked_prefill_and_steps_equal_full_forward(pair):
     assert cache.length == 0 and all(layer.length == 0 for layer in cache.layers)
     with torch.no_grad():
         torch.testing.assert_close(ours(ids[:, :10], cache=cache), full[:, :10], atol=1e-4, rtol=1e-4)
+
+
+def test_generation_helpers_use_the_family_cache(pair):
+    """KVCache.for_model hands over to make_cache; stream_generate runs unchanged and gives generate's tokens."""
+    from gpt_helpers import KVCache, stream_generate
+
+    _, ours, _ = pair
+    cache = KVCache.for_model(ours, 2, 50)
+    assert isinstance(cache, Qwen3NextCache) and cache.layers[3].capacity == 50
+    prompt = torch.randint(0, 101, (1, 20))
+    streamed = torch.cat([torch.as_tensor(t).view(1, -1) for t in stream_generate(ours, prompt, 8)], dim=1)
+    assert torch.equal(streamed.view(-1), generate(ours, prompt, 8)[0, 20:])
+
+
+def test_generation_past_the_context_resets_the_state(pair):
+    """Past context_length, generate resets the cache and re-reads the window: the same as no cache at all."""
+    _, ours, _ = pair
+    short = Qwen3NextModel(ours.cfg.with_(context_length=24)).eval()
+    short.load_state_dict(ours.state_dict())
+    prompt = torch.randint(0, 101, (2, 10))
+    assert torch.equal(generate(short, prompt, 30), generate(short, prompt, 30, use_cache=False))
 
 
 def test_bfloat16_runs_and_keeps_the_state_in_float32(pair):

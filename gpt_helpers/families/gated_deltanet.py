@@ -112,16 +112,20 @@ class ShortConvolution(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 4):
         super().__init__()
         self.kernel_size = kernel_size
-        # groups=channels: channel c only sees channel c; no padding here, the caller's past is prepended instead
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)  # weight (C, 1, K)
+        # (C, 1, K), the layout of nn.Conv1d(groups=C) and of the checkpoints; its default initialisation too
+        bound = kernel_size**-0.5
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor, past: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, C); past: (B, C, K - 1), the K - 1 inputs before x (None: zeros, nothing came before)
-        x = x.transpose(1, 2)  # (B, C, T): channels first, as conv1d wants
+        x = x.transpose(1, 2)  # (B, C, T): channels first
         if past is None:
             past = x.new_zeros(x.shape[0], x.shape[1], self.kernel_size - 1)
         window = torch.cat((past.to(x.dtype), x), dim=-1)  # (B, C, K - 1 + T)
-        out = F.silu(self.conv(window))  # (B, C, T): output t mixes inputs t - K + 1 .. t
+        # output t of channel c: the K inputs t - K + 1 .. t of channel c times its K weights, summed. Written as
+        # a multiply and a sum (not conv1d, whose call costs far more than these few products when T = 1)
+        taps = window.unfold(-1, self.kernel_size, 1)  # (B, C, T, K): the K inputs each output sees
+        out = F.silu((taps * self.weight).sum(dim=-1))  # weight (C, 1, K) broadcasts over B and T: (B, C, T)
         # the new past: the last K - 1 inputs, what the next call needs (fixed size however long the text)
         return out.transpose(1, 2), window[:, :, window.shape[-1] - (self.kernel_size - 1) :]
 

@@ -488,7 +488,7 @@ def _key_map(cfg: Qwen3NextConfig) -> dict[str, str]:
         "mlp.down_proj.weight": "ff.down.weight",
     }
     linear = {
-        "linear_attn.conv1d.weight": "att.conv.conv.weight",
+        "linear_attn.conv1d.weight": "att.conv.weight",
         "linear_attn.A_log": "att.A_log",
         "linear_attn.dt_bias": "att.dt_bias",
         "linear_attn.norm.weight": "att.norm.scale",

@@ -44,6 +44,7 @@ EXPECTED = {
         "llama_qwen_parameter_breakdown",
     },
     "10_look_inside.ipynb": {"attention_weights", "logit_lens", "token_labels"},
+    "14_int8_weights.ipynb": {"quantize_per_row", "dequantize_per_row", "Int8Linear", "Int8Embedding", "quantize_int8_"},
 }
 
 

@@ -13,7 +13,7 @@ latent space (W_UK folded into the query, W_UV applied after the softmax), so a 
 also counts the positions each model's up-projection processes, and times ours with absorb=False (the same
 re-expansion as transformers) to show that the absorbed path is what makes the difference.
 
-    OMP_NUM_THREADS=1 python benchmarks/family_deepseek_v3.py [--repeats 3] [--tiny]   # about 6 minutes on a busy machine
+    OMP_NUM_THREADS=1 python benchmarks/family_deepseek_v3.py [--repeats 3] [--tiny]   # 6 minutes on a busy machine
 """
 
 from __future__ import annotations

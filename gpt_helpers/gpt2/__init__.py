@@ -1,12 +1,36 @@
 """Part 1, notebooks 01-05: the GPT-2 model, piece by piece (normalization to GPTModel)."""
 
-from .attention import KVCache, LayerKVCache, MultiHeadAttention
-from .block import TransformerBlock
-from .config import GPT2_PRESETS, PRESET_ALIASES, GPTConfig
-from .feed_forward import GELU, FeedForward
-from .model import GPTModel, check_token_ids, count_parameters, model_size_mib, parameter_breakdown
-from .normalization import LayerNorm
-from .shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
+from .attention import (
+    KVCache,
+    LayerKVCache,
+    MultiHeadAttention,
+)
+from .block import (
+    TransformerBlock,
+)
+from .config import (
+    GPT2_PRESETS,
+    PRESET_ALIASES,
+    GPTConfig,
+)
+from .feed_forward import (
+    GELU,
+    FeedForward,
+)
+from .model import (
+    GPTModel,
+    check_token_ids,
+    count_parameters,
+    model_size_mib,
+    parameter_breakdown,
+)
+from .normalization import (
+    LayerNorm,
+)
+from .shortcut import (
+    ExampleDeepNeuralNetwork,
+    layer_gradient_means,
+)
 
 __all__ = [
     "GPTConfig",

@@ -10,7 +10,12 @@ from .loop import (
     save_model,
     train_model,
 )
-from .zen import ZEN_CONFIG, ZenRun, train_zen_model, zen_of_python
+from .zen import (
+    ZEN_CONFIG,
+    ZenRun,
+    train_zen_model,
+    zen_of_python,
+)
 
 __all__ = [
     "CONFIG_METADATA_KEY",

@@ -94,6 +94,30 @@ RIGHT = [
         "_f32 = torch.float32\n"
         "param_change = float(torch.tensor(n_swiglu - n_gelu, dtype=_f32) / torch.tensor(n_gelu, dtype=_f32))",
     ),
+    (  # a float32 ratio minus 1: off by 2.2e-8 (a 1e-9 tolerance rejected it)
+        "9.4",
+        "param_change = torch.tensor(n_swiglu, dtype=torch.float32) / torch.tensor(n_gelu, dtype=torch.float32) - 1",
+    ),
+    (
+        "9.1",
+        "def rope_rotate(x, position, theta_base=10_000.0):\n"
+        "    d = x.shape[-1]  # as complex numbers, in float32\n"
+        "    theta = theta_base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)\n"
+        "    z = torch.complex(x[: d // 2], x[d // 2 :]) * torch.polar(torch.ones(d // 2), position * theta)\n"
+        "    return torch.cat((z.real, z.imag))",
+    ),
+    (
+        "9.2",
+        "def longest_context(cfg, budget_gib, batch_size=1, bytes_per_value=2):\n"
+        "    per_token = kv_cache_bytes(cfg, 1, batch_size, bytes_per_value)\n"
+        "    return int(budget_gib * 2**30) // per_token  # integer floor division\n"
+        "qwen3_cache_mib = 2 * qwen3.n_layers * qwen3.n_kv_heads * qwen3.head_dim * 2 * 32_768 // 2**20  # an int",
+    ),
+    (
+        "9.4",
+        "def swiglu_hidden_dim(emb_dim, multiple_of=64):\n"
+        "    return -(-8 * emb_dim // (3 * multiple_of)) * multiple_of  # integer ceiling",
+    ),
 ]
 
 
@@ -133,6 +157,33 @@ WRONG = [
     ("9.1", ROPE.format(**RIGHT_ROPE | {"theta": "1.0 / 10_000.0 ** (torch.arange(0, d, 2) / d)"}), NOT_APPLY_ROPE),
     ("9.1", ROPE.format(**RIGHT_ROPE | {"theta": "1.0 / theta_base ** (torch.arange(0, d // 2) / d)"}), NOT_APPLY_ROPE),
     ("9.1", "def rope_rotate(x, position, theta_base=10_000.0):\n    return x.view(-1, 2)", "same shape as x"),
+    (
+        "9.1",
+        ROPE.format(**RIGHT_ROPE | {"theta": "1.0 / theta_base ** (torch.arange(2, d + 2, 2) / d)"}),
+        NOT_APPLY_ROPE,
+    ),
+    (
+        "9.1",
+        "_solved_rope_rotate = rope_rotate\n"
+        "def rope_rotate(x, position, theta_base=10_000.0):\n"
+        "    return _solved_rope_rotate(x, position + 1, theta_base)  # off by one position",
+        NOT_APPLY_ROPE,
+    ),
+    (
+        "9.1",
+        "_solved_rope_rotate = rope_rotate\n"
+        "def rope_rotate(x, position, theta_base=10_000.0):\n"
+        "    return _solved_rope_rotate(x, position, theta_base).round()  # rounded to whole numbers",
+        NOT_APPLY_ROPE,
+    ),
+    (
+        "9.1",
+        "_solved_rope_rotate = rope_rotate\n"
+        "def rope_rotate(x, position, theta_base=10_000.0):\n"
+        "    x.copy_(_solved_rope_rotate(x, position, theta_base))  # rotated in place\n"
+        "    return x",
+        "changed its input x in place",
+    ),
     ("9.1", "def rope_score(q, k, m, n):\n    return float(rope_rotate(q, n) @ rope_rotate(k, m))", "dot product"),
     ("9.1", "def rope_score(q, k, m, n):\n    return float(q @ k)", "rope_score should be the dot product"),
     ("9.1", "def absolute_score(q, k, m, n, pos_table):\n    return float(q @ k)", "absolute_score should add row m"),
@@ -180,6 +231,19 @@ WRONG = [
         "longest_context should return an int, got float",
     ),
     ("9.2", "qwen3_cache_mib = qwen3_cache_mib / 1024", "qwen3_cache_mib is not the size"),  # GiB, not MiB
+    ("9.2", "qwen3_cache_mib = kv_cache_bytes(qwen3, 32_768) / 1e6", "qwen3_cache_mib is not the size"),  # MB, not MiB
+    (
+        "9.2",
+        "def longest_context(cfg, budget_gib, batch_size=1, bytes_per_value=2):\n"
+        "    return int(budget_gib * 1e9 // kv_cache_bytes(cfg, 1, batch_size, bytes_per_value))",  # GB, not GiB
+        "tokens fit too",
+    ),
+    (
+        "9.2",
+        "def longest_context(cfg, budget_gib, batch_size=1, bytes_per_value=2):\n"
+        "    return int(budget_gib * 1024**3 // kv_cache_bytes(cfg, 1, batch_size, bytes_per_value)) + 1",  # off by one
+        "that cache does not fit",
+    ),
     ("9.2", "qwen3_cache_mib_if_mha = qwen3_cache_mib", "qwen3_cache_mib_if_mha is not that size"),
     ("9.2", "qwen3_cache_mib = None", "先算出 qwen3_cache_mib"),
     # 9.3
@@ -271,6 +335,20 @@ WRONG = [
         "param_change is not",
     ),
     ("9.4", "param_change = 100 * param_change  # in percent", "param_change is not"),
+    ("9.4", "param_change = -param_change  # the sign flipped", "param_change is not"),
+    ("9.4", "param_change = round(param_change, 5)  # -0.00028: 1% off", "param_change is not"),
+    (
+        "9.4",
+        "def swiglu_hidden_dim(emb_dim, multiple_of=64):\n"
+        "    return multiple_of * (8 * emb_dim // (3 * multiple_of))  # rounded down",
+        "is below 8 * emb_dim / 3",
+    ),
+    (
+        "9.3",
+        "def norm_param_formula(n_layers, emb_dim, kind):\n"
+        "    return (2 * n_layers + 2) * {'layer': 2 * emb_dim, 'rms': emb_dim}[kind]  # one norm too many",
+        "layer formula wrong",
+    ),
     ("9.4", "param_change = None", "先算出 param_change"),
 ]
 

@@ -325,6 +325,7 @@ def main() -> None:
     )
 
     bench_qwen3(args, bandwidth)  # the Llama 3 / Qwen3 family of notebook 09
+    bench_families(args)  # notebooks 11-13: DeepSeek-V3 (MLA), Gemma 3 (sliding window), Qwen3-Next (DeltaNet)
 
 
 def build_qwen3_pair(seed: int, tiny: bool = False):
@@ -416,6 +417,20 @@ def bench_qwen3(args, bandwidth: float) -> None:
     print(f"  Qwen3 forward (1, 512): Hugging Face time / ours: {forward:5.2f}x")
     cached, forward = (paired_ratio(r["hf"], r["taught"]) for r in (rounds, fwd_rounds))
     print(f"  Qwen3 taught modules: cached {cached:5.2f}x, forward {forward:5.2f}x")
+
+
+def bench_families(args) -> None:
+    """The entries of benchmarks/family_*.py, each against its transformers model (same random weights)."""
+    import importlib.util
+    from pathlib import Path
+
+    for name in ("deepseek_v3", "gemma3", "qwen3_next"):
+        path = Path(__file__).with_name(f"family_{name}.py")
+        spec = importlib.util.spec_from_file_location(f"family_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        kwargs = {"new_tokens": 5} if args.tiny else {}  # the tiny run checks the script, not the speed
+        module.run(repeats=args.repeats, tiny=args.tiny, **kwargs)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def test_benchmark_script_runs_and_prints_the_ratios():
         "int8 cached / int8 ceiling tokens/s:",
         "int8 cached / Hugging Face float32:",
         "int8 cached / ours float32:",
+        "DeepSeek-V3 ours cached / transformers tokens/s",
+        "Gemma 3 ours cached / transformers tokens/s:",
+        "Qwen3-Next ours cached / transformers tokens/s:",
     ]:
         assert line in out, out
     # the ceiling printed is the bandwidth printed over the bytes per token printed

@@ -25,7 +25,7 @@ def setup_plotting(dpi: int = 100) -> None:
     if path is None:
         raise RuntimeError(
             "NotoSansCJK-Regular.ttc not found; install the course requirements "
-            "(pip install -r requirements.txt) so Chinese labels can be drawn"
+            "(pip install -r requirements.txt, or pip install 'gpt-helpers[plots]') so Chinese labels can be drawn"
         )
     font_manager.fontManager.addfont(path)
     matplotlib.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "DejaVu Sans"]

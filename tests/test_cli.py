@@ -172,7 +172,8 @@ def test_tokenizer_json_without_the_tokenizers_library(checkpoint, tmp_path, cap
     assert main(["generate", "Hi", "--max-new-tokens", "2", "--weights", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
-        "error: reading tokenizer.json needs the tokenizers library: pip install tokenizers"
+        "error: reading tokenizer.json needs the tokenizers library: "
+        "pip install 'gpt-helpers[hf]' (or pip install tokenizers)"
     ]
     assert loaded == []  # it failed before reading the weights
 

@@ -517,7 +517,10 @@ def load_hf_tokenizer(path: str | Path) -> HFTokenizer:
     try:
         from tokenizers import Tokenizer
     except ImportError as err:
-        raise ImportError("reading tokenizer.json needs the tokenizers library: pip install tokenizers") from err
+        raise ImportError(
+            "reading tokenizer.json needs the tokenizers library: "
+            "pip install 'gpt-helpers[hf]' (or pip install tokenizers)"
+        ) from err
     try:
         tokenizer = Tokenizer.from_file(str(file))
     except Exception as err:  # the library raises its own exception type with a long message

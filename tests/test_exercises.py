@@ -385,7 +385,124 @@ CH04_WRONG = [
     ("4.7", "tied_difference = count_parameters(tied_124m)", "tied_difference is not"),
     ("4.7", "embedding_share = 38_597_376 / 163_009_536", "embedding_share is not"),
     ("4.7", "embedding_share = round(embedding_share, 2)", "embedding_share is not"),
+    # an outside reader's wrong answers (issue 17): integer division, a float off by a bias, KiB for MiB, ...
+    ("4.1", "ratio = ff_params // att_params", "ratio should be ff_params / att_params"),
+    ("4.1", "ff_params = float(ff_params) + 768", "is not the parameter count of block.ff"),
+    ("4.2", "results['355M']['size_mib'] = results['355M']['params'] * 4 / 1024", "size_mib should be params x 4"),
+    ("4.2", "def build_on_meta(cfg):\n    return GPTModel(cfg.with_(n_layers=1, emb_dim=8, n_heads=1))", "not on meta"),
+    (
+        "4.3",
+        "class DropoutGPTModel(GPTModel):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__(cfg)\n"
+        "        self.drop_emb = nn.Dropout(cfg.drop_rate_emb)\n"
+        "        for block in self.trf_blocks:\n"
+        "            block.att.dropout = cfg.drop_rate_shortcut\n"  # the two block rates swapped
+        "            block.drop_shortcut = nn.Dropout(cfg.drop_rate_attn)",
+        "attention dropout should use drop_rate_attn",
+    ),
+    (
+        "4.4",
+        "class RMSNorm(nn.Module):\n"
+        "    def __init__(self, emb_dim, eps=1e-5):\n"
+        "        super().__init__()\n"
+        "        self.eps, self.scale = eps, nn.Parameter(torch.ones(emb_dim))\n"
+        "    def forward(self, x):\n"
+        "        return self.scale * x / (x.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.eps)",  # eps outside
+        "RMSNorm(x) differs from torch.nn.RMSNorm",
+    ),
+    (
+        "4.4",
+        "class RMSNorm(nn.Module):\n"
+        "    def __init__(self, emb_dim, eps=1e-5):\n"
+        "        super().__init__()\n"
+        "        self.eps, self.scale = eps, nn.Parameter(torch.ones(emb_dim))\n"
+        "    def forward(self, x):\n"
+        "        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)",  # gamma never used
+        "RMSNorm(x) differs from torch.nn.RMSNorm",
+    ),
+    ("4.5", "grad_norms_post = list(grad_norms_pre)", "grad_norms_post does not match the gradients"),
+    ("4.5", "grad_norms_pre, grad_norms_post = grad_norms_post, grad_norms_pre", "grad_norms_pre does not match"),
+    ("4.6", "x_grad_zero = -0.75", "does not cross 0 at x_grad_zero"),
+    ("4.6", "max_err = float((F.gelu(xs) - GELU()(xs)).abs().mean())", "is not the largest |exact GELU - tanh GELU|"),
+    (
+        "4.6",  # the smallest |derivative| on the whole negative half is at x = -6, not at the minimum
+        "_g = torch.autograd.grad(F.gelu(_x := xs.clone().requires_grad_(True)).sum(), _x)[0]\n"
+        "x_grad_zero = xs[xs < 0][_g[xs < 0].abs().argmin()].item()",
+        "does not cross 0 at x_grad_zero",
+    ),
+    (
+        "4.7",
+        "embedding_share = (tied_124m.tok_emb.weight.numel() + tied_124m.pos_emb.weight.numel())"
+        " / count_parameters(tied_124m)",
+        "embedding_share is not",
+    ),
+    (
+        "4.7",  # same shape is not the same Parameter
+        "def shared_parameter_names(model):\n"
+        "    by_shape = {}\n"
+        "    for n, p in model.named_parameters(remove_duplicate=False):\n"
+        "        by_shape.setdefault(tuple(p.shape), []).append(n)\n"
+        "    return sorted(sorted(v) for v in by_shape.values() if len(v) > 1)",
+        "without tying nothing is shared",
+    ),
 ]
+
+# right answers written differently from the solutions (float32, other formulas): the self-checks must accept them
+CH04_RIGHT_OTHERWISE = [
+    ("4.1", "import numpy as np\nratio = np.float32(ff_params) / np.float32(att_params)"),
+    ("4.1", "def ff_param_formula(d):\n    return count_parameters(FeedForward(GPTConfig(emb_dim=d, n_heads=1)))"),
+    (
+        "4.4",
+        "class RMSNorm(nn.Module):\n"
+        "    def __init__(self, emb_dim, eps=1e-5):\n"
+        "        super().__init__()\n"
+        "        self.eps = eps\n"
+        "        self.scale = nn.Parameter(torch.ones(emb_dim))\n"
+        "    def forward(self, x):\n"
+        "        mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True) ** 2 / x.shape[-1]\n"
+        "        return x / torch.sqrt(mean_square + self.eps) * self.scale",
+    ),
+    (
+        "4.5",
+        "grad_norms_pre = [\n"
+        "    torch.sqrt(sum((p.grad**2).sum() for p in b.parameters())).item() for b in pre_ln.trf_blocks\n"
+        "]\n"
+        "grad_norms_post = [\n"
+        "    torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in b.parameters()])).item()\n"
+        "    for b in post_ln.trf_blocks\n"
+        "]",
+    ),
+    (
+        "4.6",  # float32 throughout, the zero searched near the minimum, the tanh form written out
+        "x32 = xs.float().requires_grad_(True)\n"
+        "(g32,) = torch.autograd.grad(F.gelu(x32).sum(), x32)\n"
+        "near = (x32.detach() > -2) & (x32.detach() < 0)\n"
+        "x_grad_zero = x32.detach()[near][g32[near].abs().argmin()].item()\n"
+        "t = x32.detach()\n"
+        "err32 = (F.gelu(t) - 0.5 * t * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (t + 0.044715 * t**3)))).abs()\n"
+        "max_err, x_at_max = err32.max().item(), xs[err32.argmax()].item()",
+    ),
+    (
+        "4.7",
+        "def shared_parameter_names(model):\n"
+        "    seen = {}\n"
+        "    for n, p in model.named_parameters(remove_duplicate=False):\n"
+        "        seen.setdefault(p, []).append(n)  # a Parameter hashes by identity\n"
+        "    return sorted(sorted(v) for v in seen.values() if len(v) > 1)\n"
+        "embedding_share = torch.tensor(50257 * 768, dtype=torch.float32) / count_parameters(tied_124m)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ex_id", "right"), CH04_RIGHT_OTHERWISE)
+def test_ch04_checks_accept_right_answers_written_otherwise(ch04_solved, ex_id, right):
+    namespace, checks = ch04_solved
+    namespace = dict(namespace)
+    for source in ch04_parts()[1][ex_id]:
+        ch04_run(source, namespace)
+    ch04_run(right, namespace)
+    assert f"自检 {ex_id} 通过" in ch04_run(checks[ex_id], namespace)
 
 
 @pytest.mark.parametrize(("ex_id", "wrong", "message"), CH04_WRONG)

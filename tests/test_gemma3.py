@@ -293,6 +293,33 @@ def test_ring_attention_alone_equals_masked_attention():
     torch.testing.assert_close(steps, full, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("window", "slots", "steps"),
+    [(4, 6, 1), (4, 3, 4), (None, 4, 1)],
+    ids=["more rows than the window", "fewer rows, wrapping", "a ring on a global layer"],
+)
+def test_ring_that_does_not_fit_the_layer_is_refused(window, slots, steps):
+    """A ring of other than `window` rows would drop keys still in the window (or keep stale ones): refused."""
+    att = SlidingWindowAttention(32, 4, 2, 8, window=window).eval()
+    ring = RingKVCache(torch.zeros(1, 2, slots, 8), torch.zeros(1, 2, slots, 8))
+    cos, sin = torch.ones(1, 8), torch.zeros(1, 8)
+    with torch.no_grad(), pytest.raises(ValueError, match=r"RingKVCache of \d+ rows does not fit this layer"):
+        for _ in range(steps):
+            att(torch.randn(1, 1, 32), cos, sin, kv_cache=ring)
+
+
+def test_ring_with_fewer_rows_is_fine_until_it_would_wrap():
+    """A ring smaller than the window (Gemma3Cache with max_len < window) is right as long as it never wraps."""
+    torch.manual_seed(0)
+    att = SlidingWindowAttention(32, 4, 2, 8, window=8).eval()
+    x = torch.randn(1, 5, 32)
+    cos, sin = torch.ones(5, 8), torch.zeros(5, 8)
+    ring = RingKVCache(torch.zeros(1, 2, 5, 8), torch.zeros(1, 2, 5, 8))
+    with torch.no_grad():
+        steps = torch.cat([att(x[:, t : t + 1], cos[t : t + 1], sin[t : t + 1], kv_cache=ring) for t in range(5)], 1)
+        torch.testing.assert_close(steps, att(x, cos, sin), atol=1e-6, rtol=1e-6)
+
+
 # ---- Gemma 3 1B as published -----------------------------------------------------------------------------------
 
 

@@ -121,6 +121,14 @@ class SlidingWindowAttention(GroupedQueryAttention):
         start = 0 if kv_cache is None else kv_cache.length  # position of the first new token
         key_positions = torch.arange(start, start + t, device=x.device)
         if isinstance(kv_cache, RingKVCache):
+            # a ring keeps only its last `slots` positions: that is right only if slots is the window (or the
+            # ring never fills); any other ring would silently drop keys still in the window or keep stale ones
+            too_small = kv_cache.slots < (self.window or 0) and start + t > kv_cache.slots
+            if self.window is None or kv_cache.slots > self.window or too_small:
+                raise ValueError(
+                    f"a RingKVCache of {kv_cache.slots} rows does not fit this layer (window={self.window}): "
+                    "give a local layer a ring of `window` rows and a global layer a LayerKVCache"
+                )
             k, v, key_positions = kv_cache.update(k, v)  # only what the window can still reach
         elif kv_cache is not None:  # a growing cache: global layers (or a local layer, masked below)
             k, v = kv_cache.append(k, v)  # (B, G, start + T, hd)

@@ -76,6 +76,11 @@ WRONG = {
         "last layer taken as global": "def global_layers(n, p=6):\n"
         "    return sorted({i for i in range(n) if (i + 1) % p == 0} | {n - 1})\n"
         "gemma3_1b_globals = global_layers(26)\ngemma3_1b_local_count = 21\n",
+        "forgot the return (None)": "def global_layers(n, p=6):\n    [i for i in range(n) if (i + 1) % p == 0]\n"
+        "gemma3_1b_globals = [5, 11, 17, 23]\ngemma3_1b_local_count = 22\n",
+        "fractional indices": "def global_layers(n, p=6):\n"
+        "    return [i + 0.5 for i in range(n) if (i + 1) % p == 0]\n"
+        "gemma3_1b_globals = global_layers(26)\ngemma3_1b_local_count = 22\n",
         "right function, wrong local count": "def global_layers(n, p=6):\n"
         "    return [i for i in range(n) if (i + 1) % p == 0]\n"
         "gemma3_1b_globals = global_layers(26)\ngemma3_1b_local_count = 26 * 5 // 6\n",
@@ -102,6 +107,7 @@ WRONG = {
         "window steps per layer": "def earliest_reachable(p, n, w):\n    return max(0, p - n * w)\n",
         "no clamp at 0": "def earliest_reachable(p, n, w):\n    return p - n * (w - 1)\n",
         "one layer only": "def earliest_reachable(p, n, w):\n    return max(0, p - (w - 1))\n",
+        "clamped at 1, not 0": "def earliest_reachable(p, n, w):\n    return max(1, p - n * (w - 1))\n",
     },
     "12.5": {
         "in position order": "def ring_contents(n, slots):\n"
@@ -110,6 +116,9 @@ WRONG = {
         "    held = list(range(n - 1, max(-1, n - slots - 1), -1))\n    return held + [-1] * (slots - len(held))\n",
         "empty rows as 0": "def ring_contents(n, slots):\n    rows = [0] * slots\n"
         "    for p in range(n):\n        rows[p % slots] = p\n    return rows\n",
+        "forgot the return (None)": "def ring_contents(n, slots):\n    rows = [-1] * slots\n"
+        "    for p in range(n):\n        rows[p % slots] = p\n",
+        "only the filled rows": "def ring_contents(n, slots):\n    return [p for p in range(max(0, n - slots), n)]\n",
     },
 }
 
@@ -125,6 +134,13 @@ RIGHT_VARIANTS = {
     "saved_at_32k = torch.tensor(1 - cache_bytes(_c, 32768) / cache_bytes(_c.with_(layer_types=('global',) * 26), "
     "32768), dtype=torch.float32).item()\n",
     "12.4": "def earliest_reachable(p, n, w):\n    return int(torch.tensor(float(p - n * (w - 1))).clamp(min=0))\n",
+    "12.2": "def global_layers(n, p=6):\n    return torch.arange(p - 1, n, p, dtype=torch.float32)\n"
+    "gemma3_1b_globals = global_layers(26)\ngemma3_1b_local_count = torch.tensor(26.0) - len(gemma3_1b_globals)\n",
+    "12.5": "def ring_contents(n, slots):\n"
+    "    positions = torch.arange(max(0, n - slots), n, dtype=torch.float32)  # only the last `slots` stay\n"
+    "    rows = torch.full((slots,), -1.0)\n"
+    "    rows[(positions % slots).long()] = positions  # distinct rows: no write order to rely on\n"
+    "    return rows\n",
 }
 
 

@@ -342,9 +342,9 @@ def test_dense_parameter_count_equals_transformers_on_meta():
 
 
 def test_moe_config_is_refused_in_one_line():
-    with pytest.raises(ValueError, match="MoE layers come with notebook 14"):
+    with pytest.raises(ValueError, match="MoE layers come with notebook 15"):
         config_from_hf(QWEN3_NEXT_80B_A3B)
-    with pytest.raises(ValueError, match="notebook 14"):
+    with pytest.raises(ValueError, match="notebook 15"):
         config_from_hf(TINY_HF | {"model_type": "qwen3_next", "mlp_only_layers": [0, 1], "num_experts": 4})
     dense = config_from_hf(TINY_HF | {"model_type": "qwen3_next", "mlp_only_layers": [], "num_experts": 0})
     assert dense.n_layers == N_LAYERS

@@ -1,7 +1,7 @@
 """Qwen3-Next with dense MLP layers: three Gated DeltaNet layers, then one gated full-attention layer (notebook 13).
 
 Loaded from Hugging Face checkpoints with model_type "qwen3_next" by gpt_helpers.checkpoints.hf (config_from_hf,
-MODEL_CLASS, state_dict_from_hf). The published model's MoE layers come with notebook 14.
+MODEL_CLASS, state_dict_from_hf). The published model's MoE layers come with notebook 15.
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def config_from_hf(config: dict) -> Qwen3NextConfig:
     if moe:
         raise ValueError(
             f"config.json has mixture-of-experts MLP layers ({len(moe)} of {n_layers}); MoE layers come with "
-            "notebook 14 (here: num_experts=0 or mlp_only_layers listing every layer)"
+            "notebook 15 (here: num_experts=0 or mlp_only_layers listing every layer)"
         )
     for key, what in (("attention_bias", "biases on the attention projections"), ("use_sliding_window", "a window")):
         if config.get(key):
@@ -540,7 +540,7 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: Qwen3NextConfig
     if unexpected:
         raise ValueError(
             f"checkpoint has unexpected tensors {_listed(unexpected)}; does config.json (num_hidden_layers, "
-            "layer_types, mlp_only_layers: MoE layers come with notebook 14) belong to these weights?"
+            "layer_types, mlp_only_layers: MoE layers come with notebook 15) belong to these weights?"
         )
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in Qwen3NextModel(cfg).state_dict().items()}

@@ -24,7 +24,8 @@ for variant in "${variants[@]}"; do
   echo "=== strict nbval with ${variant}"
   start=$SECONDS
   # shellcheck disable=SC2086  # the variant is a list of VAR=value words for env
-  if env $variant python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+  # two processes, as the README command runs them; --dist loadfile keeps each notebook in one process
+  if env $variant python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --nbval --nbval-current-env \
       --nbval-sanitize-with tests/nbval_sanitize.cfg "${notebooks[@]}"; then
     echo "=== passed in $((SECONDS - start)) s: ${variant}"
   else

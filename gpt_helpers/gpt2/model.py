@@ -62,7 +62,11 @@ class GPTModel(nn.Module):
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         # cache: a KV cache for fast generation (notebook 07); None means the plain forward pass
         check_token_ids(in_idx, self.cfg.vocab_size)
-        if cache is not None and not (isinstance(cache, KVCache) and len(cache.layers) == self.cfg.n_layers):
+        # duck-typed: notebook 07 defines its own KVCache class before importing the package's
+        layers = getattr(cache, "layers", None)
+        if cache is not None and not (
+            hasattr(cache, "length") and layers is not None and len(layers) == self.cfg.n_layers
+        ):
             raise ValueError(
                 f"cache must be a KVCache with one layer per block ({self.cfg.n_layers}), got {type(cache).__name__}; "
                 "make it with KVCache.for_model(model, batch_size)"

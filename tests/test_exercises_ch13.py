@@ -119,6 +119,42 @@ def conv_step(past, x_t, weight):
 }
 
 
+# right answers written another way (still float32 where it matters), each must pass its self-check
+OTHER_RIGHT = [
+    ("13.2", "crossover = -(-_state // _per_position)"),  # ceiling division of ints
+    ("13.2", "crossover = int(torch.tensor(_state / _per_position).ceil())"),
+    ("13.3", "kept_after_100 = float(torch.tensor(0.99, dtype=torch.float32).pow(100))"),
+    (
+        "13.4",
+        "def conv_step(past, x_t, weight):\n"
+        "    y = F.silu((past * weight[:, :-1]).sum(-1) + x_t * weight[:, -1])\n"
+        "    return y, torch.cat((past[:, :, 1:], x_t[:, :, None]), dim=-1)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ex_id", "right"), OTHER_RIGHT, ids=[f"{e}-{i}" for i, (e, _) in enumerate(OTHER_RIGHT)])
+def test_right_answers_written_otherwise_pass(solved, ex_id, right):
+    namespace, checks = solved
+    namespace = dict(namespace)
+    run_source(right, namespace)
+    assert f"自检 {ex_id} 通过" in run_source(checks[ex_id], namespace)
+
+
+def test_checks_leave_the_global_random_state_alone(solved):
+    """A self-check that seeds torch for its own data must not change the learner's next random numbers."""
+    namespace, checks = solved
+    namespace = dict(namespace)
+    import torch
+
+    for ex_id in sorted(checks):
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        run_source(checks[ex_id], namespace)
+        assert torch.equal(torch.rand(3), expected), f"self-check {ex_id} changed torch's global random state"
+
+
 @pytest.mark.parametrize("ex_id", sorted(FLOAT32))
 def test_float32_answers_pass(solved, ex_id):
     namespace, checks = solved
@@ -177,7 +213,10 @@ WRONG = [
     ),
     ("13.2", "crossover = crossover - 1", "fewest positions"),
     ("13.2", "crossover = crossover + 1", "fewest positions"),
-    ("13.2", "crossover = float(crossover)", "fewest positions"),
+    ("13.2", "crossover = float(crossover)", "crossover should be an int"),
+    ("13.2", "crossover = True", "crossover should be an int"),
+    ("13.2", "crossover = round(_state / _per_position / 4)", "fewest positions"),  # a quarter of the layers
+    ("13.2", "ratio_128k = 1 / ratio_128k", "ratio_128k is wrong"),  # the ratio upside down
     ("13.2", "ratio_128k = 4.0", "ratio_128k is wrong"),
     ("13.2", "ratio_128k = None", "parts 2 and 3 are missing"),
     (
@@ -243,6 +282,20 @@ WRONG = [
         "    past.copy_(window[:, :, 1:])\n"
         "    return F.silu((window * weight).sum(-1)), past",
         "must not change the past",
+    ),
+    (
+        "13.4",
+        "def conv_step(past, x_t, weight):\n"
+        "    window = torch.cat((x_t[:, :, None], past), dim=-1)\n"  # the newest input first
+        "    return F.silu((window * weight).sum(-1)), window[:, :, :-1]",
+        "output at position 0 off by",
+    ),
+    (
+        "13.4",
+        "def conv_step(past, x_t, weight):\n"
+        "    window = torch.cat((past, x_t[:, :, None]), dim=-1)\n"
+        "    return F.silu((window * weight).sum(-1)), window[:, :, 1:] * 0",  # forgets the past
+        "output at position 1 off by",
     ),
 ]
 

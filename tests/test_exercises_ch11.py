@@ -309,3 +309,106 @@ def test_checks_reject_wrong_answers(solved, ex_id, wrong, message):
     run(wrong, namespace)
     with pytest.raises(namespace["SelfCheckError"], match=re.escape(message)):
         run(checks[ex_id], namespace)
+
+
+# the outside read (issue 18): more right answers, written another way in float32, and more wrong ones
+RIGHT_MORE = [
+    (
+        "11.1",
+        f"def mla_cache_bytes({MLA_ARGS}):\n"
+        "    import math\n"
+        "    keys = ('num_hidden_layers', 'kv_lora_rank', 'qk_rope_head_dim')\n"
+        "    layers, rank, rope = (config[k] for k in keys)\n"
+        "    return math.prod([layers, rank + rope, tokens, batch_size, bytes_per_value])\n"
+        "v3_kib_per_token = float(torch.tensor(61 * 576 * 2, dtype=torch.float32) / 1024)\n"
+        "v3_ratio = float(torch.tensor(128 * 320, dtype=torch.float32) / 576)",
+    ),
+    (
+        "11.2",
+        "def absorbed_values(att, weights, entries):\n"
+        "    # float32, per head: (weights @ c) @ W_UV^(i)^T\n"
+        "    c = entries[..., : att.kv_lora_rank]\n"
+        "    w = att.W_value_up.weight\n"
+        "    v = att.v_head_dim\n"
+        "    heads = [(weights[:, i] @ c) @ w[v * i : v * (i + 1)].T for i in range(att.n_heads)]\n"
+        "    return torch.stack(heads, dim=1)",
+    ),
+    (
+        "11.4",
+        "def rotation_matrix(head_dim, position, theta_base=10_000.0):\n"
+        "    # float32: cos on the diagonal, -sin / +sin on the two off-diagonal blocks\n"
+        "    angle = position * rope_frequencies(head_dim, theta_base)\n"
+        "    c, s = torch.diag(torch.cos(angle)), torch.diag(torch.sin(angle))\n"
+        "    return torch.cat([torch.cat([c, -s], dim=1), torch.cat([s, c], dim=1)], dim=0)\n"
+        "def between(head_dim, t, s):\n"
+        "    return torch.linalg.solve(rotation_matrix(head_dim, t), rotation_matrix(head_dim, s))",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ex_id", "right"), RIGHT_MORE, ids=[f"{r[0]}-{i}" for i, r in enumerate(RIGHT_MORE)])
+def test_checks_accept_more_right_answers(solved, ex_id, right):
+    namespace, checks = solved
+    namespace = dict(namespace)
+    run(right, namespace)
+    assert f"自检 {ex_id} 通过" in run(checks[ex_id], namespace)
+
+
+WRONG_MORE = [
+    (
+        "11.1",
+        f"_right = mla_cache_bytes\ndef mla_cache_bytes({MLA_ARGS}):\n"
+        "    return _right(config, tokens, batch_size, 2)  # bytes_per_value ignored",
+        "torch.float32",
+    ),
+    ("11.1", "v3_ratio = 61 * 128 * (128 + 128) * 2 / mla_cache_bytes(DEEPSEEK_V3_CONFIG, 1)", "v3_ratio"),
+    ("11.1", "v3_kib_per_token = mla_cache_bytes(DEEPSEEK_V3_CONFIG, 1, bytes_per_value=4) / 1024", "v3_kib_per_token"),
+    (
+        "11.2",
+        "def absorbed_values(att, weights, entries):\n"
+        "    return weights @ entries[..., : att.kv_lora_rank].unsqueeze(1)",
+        "absorbed_values should return a tensor of shape",
+    ),
+    (
+        "11.2",
+        "_right = absorbed_scores\ndef absorbed_scores(att, q_nope, q_rope, entries):\n"
+        "    rope = q_rope @ entries[..., att.kv_lora_rank :].unsqueeze(1).transpose(-1, -2)\n"
+        "    return _right(att, q_nope, q_rope, entries) + rope * (1 - att.softmax_scale)  # RoPE part unscaled",
+        "absorbed_scores differs",
+    ),
+    (
+        "11.3",
+        f"{TEMPERATURE}\n    return 1.0 if factor <= 1 else (0.1 * coefficient * math.log(factor) + 1) ** 2",
+        "(40",
+    ),
+    (
+        "11.3",
+        "def ramp_bounds(head_dim, theta_base, original_length, beta_fast=32, beta_slow=1):\n"
+        "    def turn(n):  # log10 instead of ln in the base\n"
+        "        return head_dim * math.log(original_length / (n * 2 * math.pi)) / (2 * math.log10(theta_base))\n"
+        "    return max(math.floor(turn(beta_fast)), 0), min(math.ceil(turn(beta_slow)), head_dim - 1)",
+        "ramp_bounds(",
+    ),
+    (
+        "11.4",
+        "_right = rotation_matrix\ndef rotation_matrix(head_dim, position, theta_base=10_000.0):\n"
+        "    return _right(head_dim, position)  # theta_base ignored",
+        "rotation_matrix(6, 3, 500.0)",
+    ),
+    (
+        "11.4",
+        "def between(head_dim, t, s):\n    return rotation_matrix(head_dim, t - s)",
+        "is not the rotated score",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("ex_id", "wrong", "message"), WRONG_MORE, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG_MORE)]
+)
+def test_checks_reject_more_wrong_answers(solved, ex_id, wrong, message):
+    namespace, checks = solved
+    namespace = dict(namespace)
+    run(wrong, namespace)
+    with pytest.raises(namespace["SelfCheckError"], match=re.escape(message)):
+        run(checks[ex_id], namespace)

@@ -609,6 +609,14 @@ copy_accuracy = (guesses[:, 16:-1] == repeated[:, 17:]).float().mean().item()
     "10.4": """
 loss_increase = loss_increase.float()
 layer_increase = torch.tensor(layer_increase).tolist()
+base_loss = torch.tensor(base_loss, dtype=torch.float32)
+most_important = list(most_important)
+""",
+    # right answers in other types: numpy arrays, tuples, tensors instead of ints and lists
+    "10.3": """
+first = first.numpy()
+first_counts = tuple(first_counts)
+lost_later = torch.tensor(lost_later)
 """,
 }
 
@@ -626,7 +634,17 @@ CH10_WRONG = [
     ("10.1", "uniform_score = sum(1 / (i + 1) for i in range(32)) / 32", "uniform_score"),
     ("10.1", "uniform_score = uniform_score * (1 + 1e-3)", "uniform_score"),
     ("10.1", "best_ratio = uniform_score / prev_scores.max().item()", "best_ratio"),
+    (
+        "10.1",
+        "def previous_token_score(weights):\n"
+        "    return weights.diagonal(offset=1, dim1=-2, dim2=-1).double().mean(dim=(1, 3))",
+        "previous_token_score is wrong on a made-up case",
+    ),
+    ("10.1", "prev_scores = prev_scores * (1 + 1e-3)", "prev_scores:"),
+    ("10.1", "best_ratio = best_ratio * 1.01", "best_ratio"),
     ("10.2", "copy_accuracy = None", "parts 4 and 5 are missing"),
+    ("10.2", "ind_scores = ind_scores * 1.01", "ind_scores"),
+    ("10.2", "has_induction_head = 'False'", "has_induction_head"),
     (
         "10.2",
         "def repeated_tokens(n, batch, seed):\n"
@@ -681,6 +699,10 @@ CH10_WRONG = [
     ),
     ("10.3", "first_counts = first_counts[:-1]", "first_counts"),
     ("10.3", "lost_later = int((~right[-1]).sum())", "lost_later"),
+    ("10.3", "first = first.clone(); first[0, 0] = 3", "first is not the first depth"),
+    ("10.3", "first_counts = first_counts[::-1]", "first_counts"),
+    ("10.3", "lost_later = lost_later + 1", "lost_later"),
+    ("10.4", "layer_increase = [base_loss + v for v in layer_increase]", "layer_increase"),
     ("10.4", "base_loss = base_loss + 1e-3", "base_loss"),
     ("10.4", "loss_increase = loss_increase.roll(1, dims=1)", "loss_increase"),
     ("10.4", "loss_increase = loss_increase.clone(); loss_increase[0, 3] += 1e-3", "loss_increase"),

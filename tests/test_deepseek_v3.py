@@ -339,7 +339,7 @@ def test_yarn_settings_are_checked(change, pattern):
 
 
 def test_published_config_has_moe_layers():
-    with pytest.raises(ValueError, match="MoE layers come with notebook 14"):
+    with pytest.raises(ValueError, match="MoE layers come with notebook 15"):
         config_from_hf(DEEPSEEK_V3_CONFIG)
     dense = config_from_hf(PUBLISHED_DENSE)
     assert (dense.kv_lora_rank, dense.qk_rope_head_dim, dense.n_layers, dense.q_lora_rank) == (512, 64, 61, 1536)
@@ -362,7 +362,7 @@ def test_attention_parameters_equal_transformers_at_the_published_size():
 @pytest.mark.parametrize(
     ("change", "pattern"),
     [
-        ({"first_k_dense_replace": 1}, "MoE layers come with notebook 14"),
+        ({"first_k_dense_replace": 1}, "MoE layers come with notebook 15"),
         ({"num_key_value_heads": 2}, "must equal num_attention_heads"),
         ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
         ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "'linear' .* not supported"),

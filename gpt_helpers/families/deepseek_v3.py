@@ -1,7 +1,7 @@
 """DeepSeek-V3 with dense SwiGLU layers: multi-head latent attention (mla.py) and YaRN RoPE (yarn.py) (notebook 11).
 
 Also what checkpoints/hf.py needs to load a `deepseek_v3` checkpoint: config_from_hf, MODEL_CLASS and
-state_dict_from_hf. Mixture-of-experts layers are not built here (they come with notebook 14).
+state_dict_from_hf. Mixture-of-experts layers are not built here (they come with notebook 15, not written yet).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def config_from_hf(config: dict) -> DeepSeekV3Config:
     if not isinstance(dense, int) or dense < n_layers:
         raise ValueError(
             f"config.json has mixture-of-experts layers (first_k_dense_replace={dense!r} < "
-            f"num_hidden_layers={n_layers}); MoE layers come with notebook 14, this loader builds dense layers only"
+            f"num_hidden_layers={n_layers}); MoE layers come with notebook 15, this loader builds dense layers only"
         )
     if config.get("quantization_config"):
         method = config["quantization_config"].get("quant_method", "?")

@@ -82,6 +82,17 @@ from .gpt2.normalization import LayerNorm
 from .gpt2.shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
 from .inside.interpret import attention_weights, logit_lens, token_labels
 from .plotting import setup_plotting
+from .speed.cost import (
+    arithmetic_intensity,
+    attention_shape,
+    counted_flops,
+    expected_distinct_experts,
+    forward_flops,
+    parameter_counts,
+    parameter_formula,
+    ridge_intensity,
+    roofline_gflops,
+)
 from .speed.fused import optimize_for_inference, use_fused_kernels
 from .speed.int8 import (
     Int8Embedding,
@@ -124,17 +135,14 @@ from .training.loop import (
     save_model,
     train_model,
 )
+from .training.optim import accumulate_gradients, clip_gradients, lr_at, param_groups
 from .training.pretrain import (
     Distributed,
     PretrainSettings,
-    accumulate_gradients,
-    clip_gradients,
     flops_per_token,
     latest_checkpoint,
     load_checkpoint,
-    lr_at,
     measure_peak_flops,
-    param_groups,
     pretrain,
     save_checkpoint,
     setup_distributed,
@@ -237,18 +245,23 @@ __all__ = [
     "apply_partial_rope",
     "apply_rope",
     "apply_temperature",
+    "arithmetic_intensity",
+    "attention_shape",
     "attention_weights",
     "calc_loss_batch",
     "calc_loss_loader",
     "clip_gradients",
     "count_parameters",
+    "counted_flops",
     "create_dataloader",
     "deinterleave",
     "dequantize_per_row",
     "download_gpt2_safetensors",
     "eval_windows",
+    "expected_distinct_experts",
     "find_documents",
     "flops_per_token",
+    "forward_flops",
     "gated_delta_rule_chunked",
     "gated_delta_rule_recurrent",
     "gemma3_kv_cache_bytes",
@@ -280,6 +293,8 @@ __all__ = [
     "optimize_for_inference",
     "param_groups",
     "parameter_breakdown",
+    "parameter_counts",
+    "parameter_formula",
     "prepare_data",
     "pretrain",
     "quantize_int8_",
@@ -289,6 +304,8 @@ __all__ = [
     "read_pth_state_dict",
     "read_safetensors",
     "rename_book_keys",
+    "ridge_intensity",
+    "roofline_gflops",
     "rope_frequencies",
     "rotate_half",
     "save_checkpoint",

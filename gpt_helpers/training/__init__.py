@@ -22,17 +22,14 @@ from .loop import (
     save_model,
     train_model,
 )
+from .optim import accumulate_gradients, clip_gradients, lr_at, param_groups
 from .pretrain import (
     Distributed,
     PretrainSettings,
-    accumulate_gradients,
-    clip_gradients,
     flops_per_token,
     latest_checkpoint,
     load_checkpoint,
-    lr_at,
     measure_peak_flops,
-    param_groups,
     pretrain,
     save_checkpoint,
     setup_distributed,

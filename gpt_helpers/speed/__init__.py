@@ -1,12 +1,25 @@
 """Speed-ups outside the taught modules: same parameters, same outputs (notebook 07, section 6)."""
 
+from .cost import (
+    arithmetic_intensity,
+    attention_shape,
+    counted_flops,
+    expected_distinct_experts,
+    forward_flops,
+    parameter_counts,
+    parameter_formula,
+    ridge_intensity,
+    roofline_gflops,
+)
 from .fused import (
     FusedBlock,
     FusedGELU,
     FusedLayerNorm,
+    Int8FusedBlock,
     SplitLinear,
     column_major_,
     optimize_for_inference,
+    stack_int8_qkv_,
     stack_qkv_,
     use_fused_kernels,
 )
@@ -26,8 +39,10 @@ __all__ = [
     "FusedGELU",
     "SplitLinear",
     "FusedBlock",
+    "Int8FusedBlock",
     "column_major_",
     "stack_qkv_",
+    "stack_int8_qkv_",
     "use_fused_kernels",
     "optimize_for_inference",
     "quantize_per_row",
@@ -38,4 +53,13 @@ __all__ = [
     "int8_weight_bytes",
     "save_int8_model",
     "load_int8_model",
+    "parameter_counts",
+    "parameter_formula",
+    "attention_shape",
+    "forward_flops",
+    "counted_flops",
+    "expected_distinct_experts",
+    "arithmetic_intensity",
+    "roofline_gflops",
+    "ridge_intensity",
 ]

@@ -29,6 +29,7 @@ def parameter_counts(model: nn.Module, n_experts: int = 0, top_k: int = 0) -> di
 
     A table only looked up (an nn.Embedding whose weight no output head reuses) costs one row per token and
     no multiplication, so "active" leaves it out; "active_with_embedding" adds it back, as model cards count.
+    "active_matrix" leaves out the vectors too (norms, biases): the weights of matrix products, 2 FLOPs each.
     Parameters under a module named `experts` are the routed experts, stacked or in a list, n_experts per
     layer; a token uses top_k of them, so active counts top_k / n_experts of them. Shared experts (another
     name) are always on.
@@ -37,24 +38,24 @@ def parameter_counts(model: nn.Module, n_experts: int = 0, top_k: int = 0) -> di
         raise ValueError(f"need 0 <= top_k <= n_experts, got top_k={top_k}, n_experts={n_experts}")
     heads = {id(m.weight) for name, m in model.named_modules() if name.split(".")[-1] in _HEAD_NAMES}
     lookup = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} - heads
-    counts = dict(total=0, embedding=0, head=0, routed_experts=0)
+    total = embedding = head = vectors = routed = 0
     for name, p in model.named_parameters():  # a tied Parameter is listed once
-        counts["total"] += p.numel()
+        total += p.numel()
         if id(p) in lookup:
-            counts["embedding"] += p.numel()
+            embedding += p.numel()
         elif id(p) in heads:
-            counts["head"] += p.numel()
+            head += p.numel()
         elif "experts" in name.split(".")[:-1]:
-            counts["routed_experts"] += p.numel()
-    if counts["routed_experts"] and (n_experts == 0 or counts["routed_experts"] % n_experts):
+            routed += p.numel()
+        elif p.dim() < 2:  # norms and biases: an add or a multiply per value, no matrix product
+            vectors += p.numel()
+    if routed and (n_experts == 0 or routed % n_experts):
         raise ValueError(
-            f"the model has {counts['routed_experts']:,} routed-expert parameters, not a multiple of "
-            f"n_experts={n_experts}: pass the number of routed experts per layer"
+            f"the model has {routed:,} routed-expert parameters, not a multiple of n_experts={n_experts}: "
+            "pass the number of routed experts per MoE layer"
         )
-    active_routed = counts["routed_experts"] // n_experts * top_k if n_experts else 0
-    counts["active"] = counts["total"] - counts["embedding"] - counts["routed_experts"] + active_routed
-    counts["active_with_embedding"] = counts["active"] + counts["embedding"]
-    return counts
+    active_routed = routed // n_experts * top_k if n_experts else 0
+    return _counts(total, embedding, head, vectors, routed, active_routed)
 
 
 def _moe_layer(config: Mapping, i: int) -> bool:
@@ -68,7 +69,7 @@ def _moe_layer(config: Mapping, i: int) -> bool:
 def parameter_formula(config: Mapping) -> dict[str, int]:
     """parameter_counts' figures computed from a config.json dict alone (gpt2, llama, qwen3, qwen3_moe, ...).
 
-    Every weight matrix is in_features * out_features, every norm one vector; nothing is built.
+    Every weight matrix is in_features * out_features, every norm or bias one vector; nothing is built.
     """
     kind = config.get("model_type")
     if kind not in _SUPPORTED:
@@ -76,62 +77,60 @@ def parameter_formula(config: Mapping) -> dict[str, int]:
     if kind == "gpt2":
         d, v, n = config["n_embd"], config["vocab_size"], config["n_layer"]
         inner = config.get("n_inner") or 4 * d
-        block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * inner + inner) + (inner * d + d)
+        mat = n * (d * 3 * d + d * d + 2 * d * inner)  # Q/K/V, output projection, the two FFN layers
+        vec = n * (2 * 2 * d + 3 * d + d + inner + d) + 2 * d  # LayerNorm scales/shifts and biases
         embedding = config["n_positions"] * d  # position table; the token table is the (tied) head
-        head = v * d
-        total = embedding + head + n * block + 2 * d
-        return _counts(total, embedding, head, 0, 0)
+        return _counts(embedding + v * d + mat + vec, embedding, v * d, vec, 0, 0)
     d, v, n = config["hidden_size"], config["vocab_size"], config["num_hidden_layers"]
-    tied = config.get("tie_word_embeddings", False)
-    embedding, head = (0 if tied else v * d), v * d  # tied: the token table is the head, a matmul
-    total = embedding + head + d  # and the final norm
+    embedding = 0 if config.get("tie_word_embeddings", False) else v * d  # tied: the token table is the head
+    mat, vec = v * d, d  # the head, the final norm
     routed = active_routed = 0
     n_heads, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
     hd = config.get("head_dim") or d // n_heads
     for i in range(n):
-        total += 2 * d  # the two norms of the block
+        vec += 2 * d  # the two norms of the block
         if kind == "deepseek_v3":
-            qk = config["qk_nope_head_dim"] + config["qk_rope_head_dim"]
+            nope, rope, vd = config["qk_nope_head_dim"], config["qk_rope_head_dim"], config["v_head_dim"]
             rq, rkv = config["q_lora_rank"], config["kv_lora_rank"]
-            total += d * rq + rq + rq * n_heads * qk if rq else d * n_heads * qk
-            total += d * (rkv + config["qk_rope_head_dim"]) + rkv
-            total += (
-                rkv * n_heads * (config["qk_nope_head_dim"] + config["v_head_dim"]) + n_heads * config["v_head_dim"] * d
-            )
+            mat += d * rq + rq * n_heads * (nope + rope) if rq else d * n_heads * (nope + rope)
+            mat += d * (rkv + rope) + rkv * n_heads * (nope + vd) + n_heads * vd * d
+            vec += (rq if rq else 0) + rkv  # the norms of the compressed query and key/value
         elif kind == "qwen3_next" and (i + 1) % config["full_attention_interval"]:  # Gated DeltaNet
             nk, dk = config["linear_num_key_heads"], config["linear_key_head_dim"]
             nv, dv = config["linear_num_value_heads"], config["linear_value_head_dim"]
             mixed = 2 * nk * dk + nv * dv  # q, k, v go through the short convolution
-            total += d * (mixed + nv * dv) + d * 2 * nv + mixed * config["linear_conv_kernel_dim"]
-            total += 2 * nv + dv + nv * dv * d  # dt_bias, A_log, gated norm, out_proj
+            mat += d * (mixed + nv * dv) + d * 2 * nv + mixed * config["linear_conv_kernel_dim"] + nv * dv * d
+            vec += 2 * nv + dv  # dt_bias, A_log, the gated norm
         else:
             gated = 2 if kind == "qwen3_next" else 1  # Qwen3-Next's q_proj also gives the output gate
-            total += d * n_heads * hd * gated + 2 * d * n_kv * hd + n_heads * hd * d
-            total += 2 * hd if kind in ("qwen3", "qwen3_moe", "qwen3_next") else 0  # QK-norm
+            mat += d * n_heads * hd * gated + 2 * d * n_kv * hd + n_heads * hd * d
+            vec += 2 * hd if kind in ("qwen3", "qwen3_moe", "qwen3_next") else 0  # QK-norm
         if kind in ("qwen3_moe", "deepseek_v3", "qwen3_next") and _moe_layer(config, i):
             n_experts = config["n_routed_experts"] if kind == "deepseek_v3" else config["num_experts"]
-            expert = 3 * d * config["moe_intermediate_size"]
+            expert = 3 * d * config["moe_intermediate_size"]  # gate, up and down projections of one expert
             routed += n_experts * expert
             active_routed += config["num_experts_per_tok"] * expert
-            total += d * n_experts + n_experts * expert  # router, routed experts
+            mat += d * n_experts + n_experts * expert  # router, routed experts
             if kind == "deepseek_v3":
-                total += config["n_shared_experts"] * expert
+                mat += config["n_shared_experts"] * expert
             elif kind == "qwen3_next":
-                total += 3 * d * config["shared_expert_intermediate_size"] + d  # shared expert and its gate
+                mat += 3 * d * config["shared_expert_intermediate_size"] + d  # shared expert and its gate
         else:
-            total += 3 * d * config["intermediate_size"]
-    return _counts(total, embedding, head, routed, active_routed)
+            mat += 3 * d * config["intermediate_size"]
+    return _counts(embedding + mat + vec, embedding, v * d, vec, routed, active_routed)
 
 
-def _counts(total: int, embedding: int, head: int, routed: int, active_routed: int) -> dict[str, int]:
+def _counts(total: int, embedding: int, head: int, vectors: int, routed: int, active_routed: int) -> dict[str, int]:
     """parameter_counts' dict from its parts."""
     active = total - embedding - routed + active_routed
     return dict(
         total=total,
         embedding=embedding,
         head=head,
+        vectors=vectors,
         routed_experts=routed,
         active=active,
+        active_matrix=active - vectors,
         active_with_embedding=active + embedding,
     )
 
@@ -160,10 +159,11 @@ def attention_shape(config: Mapping) -> dict[str, int]:
     return dict(layers=n, heads=heads, qk_dim=hd, v_dim=hd)
 
 
-def forward_flops(active: int, attention: Mapping, n_tokens: int, context: int, causal: bool = True) -> int:
+def forward_flops(matrix_params: int, attention: Mapping, n_tokens: int, context: int, causal: bool = True) -> int:
     """FLOPs of a forward pass of n_tokens new tokens per sequence after `context` cached ones (one sequence).
 
-    2 * active per token (one multiply and one add per weight), plus attention: each new token scores its
+    2 * matrix_params per token (one multiply and one add per weight of a matrix product that the token
+    touches: parameter_counts' "active_matrix"), plus attention: each new token scores its
     keys (q . k, qk_dim) and sums its values (v_dim), 2 FLOPs each, in every head of every attention layer.
     causal=True counts the keys a token may see (context + its position + 1); causal=False the whole square,
     which is what scaled_dot_product_attention computes (and FlopCounterMode counts) for a prefill.
@@ -175,15 +175,20 @@ def forward_flops(active: int, attention: Mapping, n_tokens: int, context: int, 
     else:
         keys = n_tokens * (context + n_tokens)
     per_key = 2 * attention["heads"] * (attention["qk_dim"] + attention["v_dim"])
-    return 2 * active * n_tokens + attention["layers"] * per_key * keys
+    return 2 * matrix_params * n_tokens + attention["layers"] * per_key * keys
 
 
 def counted_flops(model: nn.Module, *args, **kwargs) -> int:
-    """FLOPs torch.utils.flop_counter counts in one call model(*args, **kwargs) (matmuls and attention only)."""
+    """FLOPs torch.utils.flop_counter counts in one call model(*args, **kwargs): matrix products only.
+
+    The counter has no formula for the CPU's fused attention kernel, so attention runs in its math form
+    here (two batched matrix products, which it counts); norms, activations, softmax and routing are not counted.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
+    with counter, sdpa_kernel(SDPBackend.MATH), torch.inference_mode():
         model(*args, **kwargs)
     return counter.get_total_flops()
 

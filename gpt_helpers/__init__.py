@@ -70,6 +70,17 @@ from .families import (
 )
 from .families.gqa import GroupedQueryAttention
 from .families.llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
+from .families.moe import (
+    MoEFeedForward,
+    SwiGLUExperts,
+    check_routing_sizes,
+    deepseek_routing,
+    expert_load,
+    load_balancing_loss,
+    softmax_topk_routing,
+    stack_hf_experts,
+    update_routing_bias_,
+)
 from .families.rms_norm import RMSNorm
 from .families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
 from .families.swiglu import SwiGLUFeedForward
@@ -83,6 +94,7 @@ from .gpt2.shortcut import ExampleDeepNeuralNetwork, layer_gradient_means
 from .inside.interpret import attention_weights, logit_lens, token_labels
 from .plotting import setup_plotting
 from .speed.cost import (
+    QWEN3_30B_A3B,
     arithmetic_intensity,
     attention_shape,
     counted_flops,
@@ -221,6 +233,7 @@ __all__ = [
     "MultiHeadAttention",
     "MultiHeadLatentAttention",
     "PretrainSettings",
+    "QWEN3_30B_A3B",
     "QWEN3_NEXT_80B_A3B",
     "Qwen3NextBlock",
     "Qwen3NextCache",
@@ -331,4 +344,13 @@ __all__ = [
     "yarn_mscale",
     "yarn_softmax_scale",
     "zen_of_python",
+    "MoEFeedForward",
+    "SwiGLUExperts",
+    "check_routing_sizes",
+    "deepseek_routing",
+    "expert_load",
+    "load_balancing_loss",
+    "softmax_topk_routing",
+    "stack_hf_experts",
+    "update_routing_bias_",
 ]

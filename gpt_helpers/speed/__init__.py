@@ -1,6 +1,7 @@
 """Speed-ups outside the taught modules: same parameters, same outputs (notebook 07, section 6)."""
 
 from .cost import (
+    QWEN3_30B_A3B,
     arithmetic_intensity,
     attention_shape,
     counted_flops,
@@ -53,6 +54,7 @@ __all__ = [
     "int8_weight_bytes",
     "save_int8_model",
     "load_int8_model",
+    "QWEN3_30B_A3B",
     "parameter_counts",
     "parameter_formula",
     "attention_shape",

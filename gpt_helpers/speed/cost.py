@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "QWEN3_30B_A3B",
     "parameter_counts",
     "parameter_formula",
     "attention_shape",
@@ -19,6 +20,43 @@ __all__ = [
     "roofline_gflops",
     "ridge_intensity",
 ]
+
+# The config.json published with Qwen/Qwen3-30B-A3B (facts, kept as data): 128 experts, 8 per token, every layer MoE.
+QWEN3_30B_A3B: dict = {
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "decoder_sparse_step": 1,
+    "eos_token_id": 151645,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 6144,
+    "max_position_embeddings": 40960,
+    "max_window_layers": 48,
+    "mlp_only_layers": [],
+    "model_type": "qwen3_moe",
+    "moe_intermediate_size": 768,
+    "norm_topk_prob": True,
+    "num_attention_heads": 32,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 48,
+    "num_key_value_heads": 4,
+    "output_router_logits": False,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "router_aux_loss_coef": 0.001,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 151936,
+}
 
 _HEAD_NAMES = ("out_head", "lm_head")  # the output projection of the course's models and of transformers'
 _SUPPORTED = ("gpt2", "llama", "qwen3", "qwen3_moe", "deepseek_v3", "qwen3_next")

@@ -70,6 +70,17 @@ from .families import (
 )
 from .families.gqa import GroupedQueryAttention
 from .families.llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
+from .families.moe import (
+    MoEFeedForward,
+    SwiGLUExperts,
+    check_routing_sizes,
+    deepseek_routing,
+    expert_load,
+    load_balancing_loss,
+    softmax_topk_routing,
+    stack_hf_experts,
+    update_routing_bias_,
+)
 from .families.rms_norm import RMSNorm
 from .families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
 from .families.swiglu import SwiGLUFeedForward
@@ -333,4 +344,13 @@ __all__ = [
     "yarn_mscale",
     "yarn_softmax_scale",
     "zen_of_python",
+    "MoEFeedForward",
+    "SwiGLUExperts",
+    "check_routing_sizes",
+    "deepseek_routing",
+    "expert_load",
+    "load_balancing_loss",
+    "softmax_topk_routing",
+    "stack_hf_experts",
+    "update_routing_bias_",
 ]

@@ -44,6 +44,17 @@ from .mla import (
     MultiHeadLatentAttention,
     deinterleave,
 )
+from .moe import (
+    MoEFeedForward,
+    SwiGLUExperts,
+    check_routing_sizes,
+    deepseek_routing,
+    expert_load,
+    load_balancing_loss,
+    softmax_topk_routing,
+    stack_hf_experts,
+    update_routing_bias_,
+)
 from .qwen3_next import (
     FULL_ATTENTION,
     LINEAR_ATTENTION,
@@ -148,4 +159,13 @@ __all__ = [
     "Qwen3NextCache",
     "Qwen3NextModel",
     "qwen3_next_cache_nbytes",
+    "MoEFeedForward",
+    "SwiGLUExperts",
+    "check_routing_sizes",
+    "deepseek_routing",
+    "expert_load",
+    "load_balancing_loss",
+    "softmax_topk_routing",
+    "stack_hf_experts",
+    "update_routing_bias_",
 ]

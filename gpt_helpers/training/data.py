@@ -155,6 +155,8 @@ def prepare_data(
                 "tokens": len(tokens),
             }
         )
+    if all(src["bytes"] == 0 for src in sources):
+        raise ValueError(f"the input ({len(sources)} file(s)) holds no text at all; give files with some text")
     meta = {
         "format_version": DATA_FORMAT_VERSION,
         "tokenizer": "gpt2",

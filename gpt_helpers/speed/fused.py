@@ -10,13 +10,15 @@ from ..gpt2.attention import LayerKVCache, MultiHeadAttention
 from ..gpt2.block import TransformerBlock
 from ..gpt2.feed_forward import GELU
 from ..gpt2.normalization import LayerNorm
-from .int8 import quantize_int8_
+from .int8 import Int8Linear, quantize_int8_
 
 __all__ = [
     "FusedLayerNorm",
     "FusedGELU",
     "SplitLinear",
     "FusedBlock",
+    "Int8FusedBlock",
+    "stack_int8_qkv_",
     "column_major_",
     "stack_qkv_",
     "use_fused_kernels",
@@ -274,6 +276,136 @@ def _block_twin(module: nn.Module) -> FusedBlock | None:
     return FusedBlock(module)
 
 
+def _int8_qkv(att: MultiHeadAttention) -> tuple[Int8Linear, Int8Linear, Int8Linear] | None:
+    """The three Int8Linear layers of an attention if they can share one int8 buffer, else None."""
+    linears = (att.W_query, att.W_key, att.W_value)
+    if not all(type(lin) is Int8Linear for lin in linears):
+        return None
+    shape, has_bias = linears[0].qweight.shape, linears[0].bias is not None
+    if any(lin.qweight.shape != shape or (lin.bias is not None) != has_bias for lin in linears):
+        return None
+    if (shape[0] * shape[1]) % 64:
+        return None  # the second and third weights would start at offsets the kernel cannot read aligned
+    return linears
+
+
+def _stacked_int8_qkv(att: MultiHeadAttention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """(qweight (3 d_out, d_in), scale (3 d_out,), bias or None): views of stack_int8_qkv_'s buffers, else None."""
+    linears = _int8_qkv(att)
+    if linears is None:
+        return None
+    d_out, d_in = linears[0].qweight.shape
+    names = ("qweight", "scale") + (("bias",) if linears[0].bias is not None else ())
+    stacked = []
+    for name in names:
+        parts = [lin._buffers[name] for lin in linears]
+        first, step = parts[0], parts[0].numel() * parts[0].element_size()  # bytes between the parts' starts
+        if not all(
+            t.is_contiguous()
+            and t.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+            and t.data_ptr() == first.data_ptr() + i * step
+            for i, t in enumerate(parts)
+        ):
+            return None
+        stacked.append(first.as_strided((3 * d_out, d_in) if name == "qweight" else (3 * d_out,), first.stride()))
+    return stacked[0], stacked[1], stacked[2] if len(stacked) == 3 else None
+
+
+def stack_int8_qkv_(att: MultiHeadAttention) -> None:
+    """Store the int8 W_query, W_key, W_value one after another in one (3 d_out, d_in) buffer, in place.
+
+    Each layer's qweight, scale and bias become views (same values and shapes) into one buffer, so the
+    decoding step multiplies by all three in one int8 product. Layers that cannot share (other shapes,
+    not int8) are left as they are.
+    """
+    if not isinstance(att, MultiHeadAttention):
+        raise TypeError(
+            f"stack_int8_qkv_ expects a MultiHeadAttention (e.g. model.trf_blocks[0].att), got {type(att).__name__}"
+        )
+    linears = _int8_qkv(att)
+    if linears is None or _stacked_int8_qkv(att) is not None:
+        return  # nothing to stack, or stacked already
+    d_out = linears[0].out_features
+    names = ("qweight", "scale") + (("bias",) if linears[0].bias is not None else ())
+    for name in names:
+        buffer = torch.cat([lin._buffers[name] for lin in linears])  # (3 d_out, ...): one new, aligned buffer
+        for i, lin in enumerate(linears):
+            setattr(lin, name, buffer[i * d_out : (i + 1) * d_out])  # the same values, now a view
+
+
+def _int8_rows(x: torch.Tensor, qweight: torch.Tensor, scale_bf16: torch.Tensor, bias: torch.Tensor | None):
+    """x (M, in) float32 @ dequantized qweight.T + bias -> (M, out) float32, as Int8Linear computes it."""
+    y = torch._weight_int8pack_mm(x.to(torch.bfloat16), qweight, scale_bf16).float()
+    return y if bias is None else y.add_(bias)
+
+
+class Int8FusedBlock(FusedBlock):
+    """FusedBlock for int8 weights (quantize_int8_): a lean one-token step with one int8 product for Q, K and V.
+
+    The step computes what the block's Int8Linear layers compute (bfloat16 activations into the int8
+    kernel, float32 out, bias added), without the per-layer checks and module calls; Q, K and V come from
+    one product because stack_int8_qkv_ put their weights in one buffer. Anything else runs the taught forward.
+    """
+
+    def _decode_step(self, x: torch.Tensor, cache: LayerKVCache) -> torch.Tensor | None:
+        """One new token per sequence, x (B, 1, C), after cache; None where the lean step does not apply."""
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return None
+        mods = self._modules
+        att = mods["att"]
+        lin_q, lin_k, lin_v, lin_o = (att._modules[n] for n in ("W_query", "W_key", "W_value", "out_proj"))
+        fc1, _, fc2 = mods["ff"]._modules["layers"]._modules.values()
+        norm1, norm2 = mods["norm1"], mods["norm2"]
+        qkv_buffers = [lin._buffers[n] for lin in (lin_q, lin_k, lin_v) for n in ("qweight", "scale", "bias")]
+        where = tuple(None if t is None else (t.data_ptr(), t._version) for t in qkv_buffers)
+        if where != self._checked_layout:  # first call, or a Q/K/V tensor moved or changed: check again
+            stacked = _stacked_int8_qkv(att)
+            if stacked is None:
+                self._checked_layout = None
+                return None  # e.g. after load_state_dict(assign=True): the taught forward still works
+            self._qkv = (stacked[0], stacked[1].to(torch.bfloat16), stacked[2])
+            self._checked_layout = where
+        w_qkv, s_qkv, b_qkv = self._qkv
+
+        b, _, c = x.shape  # (B, 1, C)
+        d_out = lin_o.in_features
+        x = x.reshape(b, c)  # one row per sequence: (B, C)
+        h = F.layer_norm(x, (c,), norm1._parameters["scale"], norm1._parameters["shift"], norm1.eps)
+        qkv = _int8_rows(h, w_qkv, s_qkv, b_qkv)  # (B, 3 d_out): queries, keys, values side by side
+        q, k, v = qkv.view(b, 3, att.num_heads, 1, att.head_dim).unbind(1)  # each (B, H, 1, hd)
+        pos = cache.length
+        cache.keys.narrow(2, pos, 1).copy_(k)  # into the preallocated buffers, as LayerKVCache.append does
+        cache.values.narrow(2, pos, 1).copy_(v)
+        cache.length = pos + 1
+        # one query, the last position: it may see every cached position, no mask needed
+        ctx = F.scaled_dot_product_attention(q, cache.keys.narrow(2, 0, pos + 1), cache.values.narrow(2, 0, pos + 1))
+        x = _int8_rows(
+            ctx.reshape(b, d_out), lin_o._buffers["qweight"], lin_o.kernel_scale(), lin_o._buffers["bias"]
+        ).add_(x)
+        h = F.layer_norm(x, (c,), norm2._parameters["scale"], norm2._parameters["shift"], norm2.eps)
+        h = _int8_rows(h, fc1._buffers["qweight"], fc1.kernel_scale(), fc1._buffers["bias"])  # (B, 4C)
+        h = F.gelu(h, approximate="tanh")
+        x = _int8_rows(h, fc2._buffers["qweight"], fc2.kernel_scale(), fc2._buffers["bias"]).add_(x)  # + shortcut
+        return x.view(b, 1, c)
+
+
+def _int8_block_twin(module: nn.Module) -> Int8FusedBlock | None:
+    """An Int8FusedBlock sharing a quantized TransformerBlock's submodules; None where the lean step cannot run."""
+    if type(module) is not TransformerBlock or type(module.att) is not MultiHeadAttention:
+        return None
+    if not hasattr(torch, "_weight_int8pack_mm"):
+        return None  # a torch without the int8 kernel: Int8Linear's dequantized path
+    linears = [module.att.W_query, module.att.W_key, module.att.W_value, module.att.out_proj]
+    linears += [module.ff.layers[0], module.ff.layers[2]]
+    if [type(m) for m in module.ff.layers] != [Int8Linear, FusedGELU, Int8Linear] or not all(
+        type(m) is Int8Linear and m.in_features % 32 == 0 for m in linears
+    ):
+        return None
+    if not type(module.norm1) is type(module.norm2) is FusedLayerNorm or _stacked_int8_qkv(module.att) is None:
+        return None
+    return Int8FusedBlock(module)
+
+
 def optimize_for_inference(model: nn.Module, weights: str = "float32") -> nn.Module:
     """Make model fast at generation (in place, same parameters and outputs); returns it in eval mode.
 
@@ -288,7 +420,12 @@ def optimize_for_inference(model: nn.Module, weights: str = "float32") -> nn.Mod
         raise ValueError(f"weights must be 'float32' or 'int8', got {weights!r}")
     use_fused_kernels(model)
     if weights == "int8":
-        return quantize_int8_(model)
+        quantize_int8_(model)
+        for module in model.modules():
+            if type(module) is MultiHeadAttention:
+                stack_int8_qkv_(module)
+        _replace_modules(model, _int8_block_twin)
+        return model.eval()
     _replace_modules(model, _split_twin)
     for module in model.modules():
         if type(module) is MultiHeadAttention:

@@ -71,7 +71,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("qweight", qweight)  # (out, in) int8
         self.register_buffer("scale", scale.float())  # (out,)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-        self._scale_bf16 = None  # the kernel takes the scales in the activations' dtype; made on first use
+        self._scale_bf16, self._scale_key = None, None  # the scales in the kernel's dtype, and what they came from
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
@@ -93,17 +93,24 @@ class Int8Linear(nn.Module):
             return F.linear(
                 x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)
             )
-        if self._scale_bf16 is None or self._scale_bf16.device != self.scale.device:
-            self._scale_bf16 = self.scale.to(torch.bfloat16)
         if self.qweight.data_ptr() % 64 or not self.qweight.is_contiguous():
             # the kernel reads the weight with aligned vector loads: a tensor read at an odd offset of a
             # file (safetensors stores tensors back to back) crashed the process, so copy it once
             self.qweight = self.qweight.contiguous().clone()
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # (M, in): the kernel's activation dtype
-        y = torch._weight_int8pack_mm(rows, self.qweight, self._scale_bf16).to(x.dtype)  # (M, out)
+        y = torch._weight_int8pack_mm(rows, self.qweight, self.kernel_scale()).to(x.dtype)  # (M, out)
         if self.bias is not None:
             y = y.add_(self.bias)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def kernel_scale(self) -> torch.Tensor:
+        """The row scales in bfloat16, the dtype the int8 kernel takes; converted again whenever the scales change."""
+        # keyed by where the scales are and their version (bumped by in-place writes such as load_state_dict),
+        # so a cached copy never outlives the float32 scales it was made from
+        key = (self.scale.data_ptr(), self.scale._version)
+        if key != self._scale_key:
+            self._scale_bf16, self._scale_key = self.scale.to(torch.bfloat16), key
+        return self._scale_bf16
 
     def train(self, mode: bool = True) -> Int8Linear:
         """Refuse training mode: the float weights are gone (eval() still works)."""
@@ -185,7 +192,8 @@ def save_int8_model(model: nn.Module, path: str | Path) -> Path:
         raise TypeError("save_int8_model expects a GPTModel quantized with quantize_int8_; use save_model otherwise")
     if path.suffix != ".safetensors":
         raise ValueError(f"name the file *.safetensors (e.g. model-int8.safetensors), got {path.name!r}")
-    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    # clone: after optimize_for_inference the Q/K/V tensors are views of one buffer, which safetensors refuses
+    tensors = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
     metadata = {INT8_METADATA_KEY: json.dumps(dataclasses.asdict(model.cfg), sort_keys=True)}
     save_file(tensors, path, metadata=metadata)
     return path

@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny 2-layer model: checks the script runs, not speed")
     parser.add_argument("--bandwidth-mib", type=int, default=None, help="size of the read-bandwidth probe (512)")
     parser.add_argument("--bandwidth-passes", type=int, default=3, help="probe passes per round of the decoders")
+    parser.add_argument(
+        "--gpt2-only", action="store_true", help="only the GPT-2 124M part (no Qwen3 and no family entries)"
+    )
     args = parser.parse_args()
     if args.bandwidth_mib is None:
         args.bandwidth_mib = 64 if args.tiny else 512  # larger than the weights and than any cache
@@ -324,6 +327,8 @@ def main() -> None:
         f"ratio of the medians {t_ours / t_int8:.2f}x)"
     )
 
+    if args.gpt2_only:
+        return
     bench_qwen3(args, bandwidth)  # the Llama 3 / Qwen3 family of notebook 09
     bench_families(args)  # notebooks 11-13: DeepSeek-V3 (MLA), Gemma 3 (sliding window), Qwen3-Next (DeltaNet)
 

@@ -148,7 +148,7 @@ from .training.loop import (
     train_model,
 )
 from .training.optim import accumulate_gradients, clip_gradients, lr_at, param_groups
-from .training.pretrain import (
+from .training.pretraining import (
     Distributed,
     PretrainSettings,
     flops_per_token,

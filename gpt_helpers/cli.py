@@ -324,7 +324,7 @@ def _model_config(args, parser):
 
 
 def _pretrain(args, parser) -> int:
-    from .training.pretrain import PretrainSettings, pretrain, setup_distributed
+    from .training.pretraining import PretrainSettings, pretrain, setup_distributed
 
     cfg = _model_config(args, parser)
     warmup = args.steps // 10 if args.warmup is None else args.warmup

@@ -23,7 +23,7 @@ from .loop import (
     train_model,
 )
 from .optim import accumulate_gradients, clip_gradients, lr_at, param_groups
-from .pretrain import (
+from .pretraining import (
     Distributed,
     PretrainSettings,
     flops_per_token,

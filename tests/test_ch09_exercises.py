@@ -6,10 +6,8 @@ self-check must fail with a one-line message that names the problem. The structu
 (identical checks, blank state, order) is checked by tests/test_exercises.py.
 """
 
-import contextlib
-import io
-
 import pytest
+from exercise_harness import run_source as run
 from test_exercises import CHECK, SOLUTION, first_line, load, sections
 
 
@@ -22,13 +20,6 @@ def ch09_parts() -> tuple[str, dict[str, list[str]], dict[str, str]]:
         solutions[ex_id] = [c.source for c in cells if c.cell_type == "code" and SOLUTION.match(first_line(c))]
         (checks[ex_id],) = [c.source for c in cells if c.cell_type == "code" and CHECK.match(first_line(c))]
     return setup, solutions, checks
-
-
-def run(source: str, namespace: dict) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(source, "<notebook cell>", "exec"), namespace)
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")

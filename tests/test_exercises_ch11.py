@@ -5,12 +5,12 @@ namespace (no kernel: get_ipython() is None), then each self-check; a wrong answ
 must make the self-check fail with its own one-line message.
 """
 
-import contextlib
-import io
 import re
 
 import pytest
 import test_exercises as base  # the shared helpers; its tests are not collected again through this module
+from exercise_harness import run_source as run
+from exercise_harness import solve
 
 CHAPTER = "ch11"
 MIN_EXERCISES = 4  # the cache formula, absorbing W_UK / W_UV by hand, YaRN's ramp and temperature, R_t^T R_s
@@ -84,26 +84,10 @@ def test_no_synced_cells():
 # ---- the self-checks themselves
 
 
-def run(source: str, namespace: dict) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(source, "<notebook cell>", "exec"), namespace)
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def solved():
     """The namespace after every code cell of the solutions notebook but the self-checks, and the self-checks."""
-    namespace, checks = {}, {}
-    for cell in base.load(CHAPTER, "solutions").cells:
-        if cell.cell_type != "code":
-            continue
-        match = base.CHECK.match(base.first_line(cell))
-        if match:
-            checks[match.group(1)] = cell.source
-        else:
-            run(cell.source, namespace)
-    return namespace, checks
+    return solve(CHAPTER)
 
 
 def test_checks_pass_in_any_order_and_keep_the_learners_names(solved):

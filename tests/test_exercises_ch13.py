@@ -1,12 +1,11 @@
 """Chapter 13's exercises: the notebooks' shape (the checks of tests/test_exercises.py, for ch13), and self-checks
 that accept right float32 answers, reject wrong ones and leave the learner's names alone."""
 
-import contextlib
-import io
 import re
 
 import pytest
 import test_exercises as shape_checks
+from exercise_harness import code_and_checks, run_source, solve
 from test_exercises import (  # noqa: F401  (collected here with this module's `chapter` fixture: ch13)
     CHECK,
     STATEMENT,
@@ -41,36 +40,17 @@ def test_shape_checks_come_from_the_shared_module():
     assert test_statements_are_identical is shape_checks.test_statements_are_identical
 
 
-# ---- running the solutions and the self-checks in a plain namespace (no kernel) ------------------------------
+# ---- running the solutions and the self-checks in a plain namespace (no kernel: tests/exercise_harness.py) ------
 
 
 def cells(kind: str) -> tuple[list[str], dict[str, str]]:
     """The code cells that are not self-checks, in order, and the self-check cells by exercise id."""
-    code, checks = [], {}
-    for cell in load(CHAPTER, kind).cells:
-        if cell.cell_type == "code":
-            match = CHECK.match(first_line(cell))
-            if match:
-                checks[match.group(1)] = cell.source
-            else:
-                code.append(cell.source)
-    return code, checks
-
-
-def run_source(source: str, namespace: dict) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(source, "<notebook cell>", "exec"), namespace)
-    return out.getvalue()
+    return code_and_checks(CHAPTER, kind)
 
 
 @pytest.fixture(scope="module")
 def solved():
-    code, checks = cells("solutions")
-    namespace: dict = {}
-    for source in code:
-        run_source(source, namespace)
-    return namespace, checks
+    return solve(CHAPTER)
 
 
 def test_checks_pass_in_any_order_and_keep_the_learners_names(solved):

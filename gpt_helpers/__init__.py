@@ -72,6 +72,7 @@ from .families.gqa import GroupedQueryAttention
 from .families.llama_qwen import LlamaQwenBlock, LlamaQwenConfig, LlamaQwenModel, llama_qwen_parameter_breakdown
 from .families.moe import (
     MoEFeedForward,
+    MoESettings,
     SwiGLUExperts,
     check_routing_sizes,
     deepseek_routing,
@@ -81,6 +82,7 @@ from .families.moe import (
     stack_hf_experts,
     update_routing_bias_,
 )
+from .families.qwen3_moe import Qwen3MoeBlock, Qwen3MoeConfig, Qwen3MoeModel
 from .families.rms_norm import RMSNorm
 from .families.rope import Llama3RopeScaling, RoPE, apply_rope, llama3_scaled_frequencies, rope_frequencies, rotate_half
 from .families.swiglu import SwiGLUFeedForward
@@ -96,6 +98,7 @@ from .plotting import setup_plotting
 from .speed.cost import (
     QWEN3_30B_A3B,
     arithmetic_intensity,
+    attainable_flops,
     attention_shape,
     counted_flops,
     expected_distinct_experts,
@@ -103,7 +106,6 @@ from .speed.cost import (
     parameter_counts,
     parameter_formula,
     ridge_intensity,
-    roofline_gflops,
 )
 from .speed.fused import optimize_for_inference, use_fused_kernels
 from .speed.int8 import (
@@ -259,6 +261,7 @@ __all__ = [
     "apply_rope",
     "apply_temperature",
     "arithmetic_intensity",
+    "attainable_flops",
     "attention_shape",
     "attention_weights",
     "calc_loss_batch",
@@ -318,7 +321,6 @@ __all__ = [
     "read_safetensors",
     "rename_book_keys",
     "ridge_intensity",
-    "roofline_gflops",
     "rope_frequencies",
     "rotate_half",
     "save_checkpoint",
@@ -345,6 +347,7 @@ __all__ = [
     "yarn_softmax_scale",
     "zen_of_python",
     "MoEFeedForward",
+    "MoESettings",
     "SwiGLUExperts",
     "check_routing_sizes",
     "deepseek_routing",
@@ -353,4 +356,7 @@ __all__ = [
     "softmax_topk_routing",
     "stack_hf_experts",
     "update_routing_bias_",
+    "Qwen3MoeConfig",
+    "Qwen3MoeBlock",
+    "Qwen3MoeModel",
 ]

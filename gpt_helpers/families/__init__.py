@@ -46,6 +46,7 @@ from .mla import (
 )
 from .moe import (
     MoEFeedForward,
+    MoESettings,
     SwiGLUExperts,
     check_routing_sizes,
     deepseek_routing,
@@ -54,6 +55,11 @@ from .moe import (
     softmax_topk_routing,
     stack_hf_experts,
     update_routing_bias_,
+)
+from .qwen3_moe import (
+    Qwen3MoeBlock,
+    Qwen3MoeConfig,
+    Qwen3MoeModel,
 )
 from .qwen3_next import (
     FULL_ATTENTION,
@@ -160,6 +166,7 @@ __all__ = [
     "Qwen3NextModel",
     "qwen3_next_cache_nbytes",
     "MoEFeedForward",
+    "MoESettings",
     "SwiGLUExperts",
     "check_routing_sizes",
     "deepseek_routing",
@@ -168,4 +175,7 @@ __all__ = [
     "softmax_topk_routing",
     "stack_hf_experts",
     "update_routing_bias_",
+    "Qwen3MoeConfig",
+    "Qwen3MoeBlock",
+    "Qwen3MoeModel",
 ]

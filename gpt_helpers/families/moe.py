@@ -7,6 +7,7 @@ top_k of them. Qwen3-MoE routes with a softmax, DeepSeek-V3 with sigmoid scores,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ __all__ = [
     "deepseek_routing",
     "SwiGLUExperts",
     "MoEFeedForward",
+    "MoESettings",
     "load_balancing_loss",
     "expert_load",
     "update_routing_bias_",
@@ -234,6 +236,48 @@ class MoEFeedForward(nn.Module):
         return out.reshape(shape)
 
 
+@dataclass(frozen=True)
+class MoESettings:
+    """A model's mixture-of-experts layers: which layers, how many experts of what width, how tokens are routed."""
+
+    layers: tuple[int, ...]  # indices of the MoE layers; the other layers keep a dense SwiGLU network
+    n_experts: int
+    top_k: int
+    hidden_dim: int  # width of each expert's SwiGLU network (config.json: moe_intermediate_size)
+    norm_topk_prob: bool = True
+    routing: str = "softmax"  # or "deepseek"
+    n_group: int = 1
+    topk_group: int = 1
+    routed_scaling_factor: float = 1.0
+    shared_hidden_dim: int = 0  # 0: no shared expert
+    shared_expert_gate: bool = False
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in layers):
+            raise ValueError(f"MoESettings.layers must be a tuple of layer indices >= 0, got {layers!r}")
+        if list(layers) != sorted(set(layers)):
+            raise ValueError(f"MoESettings.layers must be sorted and without repeats, got {layers!r}")
+        with torch.device("meta"):  # the layer's own checks, on a throwaway layer that takes no memory
+            self.feed_forward(1)
+
+    def feed_forward(self, emb_dim: int) -> MoEFeedForward:
+        """A MoEFeedForward for hidden states of width emb_dim, with these settings."""
+        return MoEFeedForward(
+            emb_dim,
+            self.hidden_dim,
+            self.n_experts,
+            self.top_k,
+            norm_topk_prob=self.norm_topk_prob,
+            routing=self.routing,
+            n_group=self.n_group,
+            topk_group=self.topk_group,
+            routed_scaling_factor=self.routed_scaling_factor,
+            shared_hidden_dim=self.shared_hidden_dim,
+            shared_expert_gate=self.shared_expert_gate,
+        )
+
+
 def load_balancing_loss(router_logits: torch.Tensor | Sequence[torch.Tensor], top_k: int) -> torch.Tensor:
     """Switch-style auxiliary loss n_experts * sum_e f_e * P_e over all given layers' router logits (N, E).
 
@@ -291,5 +335,12 @@ def stack_hf_experts(state_dict: dict, prefix: str, n_experts: int) -> dict[str,
                 f"checkpoint is missing {absent[0]!r} ({len(absent)} expert tensors missing); are all shards there, "
                 "and does config.json's number of experts belong to these weights?"
             )
-        out[ours] = torch.stack([state_dict.pop(name) for name in names])
+        tensors = [state_dict.pop(name) for name in names]
+        for name, tensor in zip(names, tensors, strict=True):
+            if tensor.shape != tensors[0].shape:
+                raise ValueError(
+                    f"shape mismatch for {name!r}: {tuple(tensor.shape)}, expert 0's is {tuple(tensors[0].shape)}; "
+                    "every expert of a layer has the same shape: the checkpoint is damaged, download it again"
+                )
+        out[ours] = torch.stack(tensors)
     return out

@@ -99,6 +99,17 @@ EXPECTED = {
         "Int8Embedding",
         "quantize_int8_",
     },
+    "15_mixture_of_experts.ipynb": {
+        "check_routing_sizes",
+        "softmax_topk_routing",
+        "deepseek_routing",
+        "SwiGLUExperts",
+        "MoEFeedForward",
+        "load_balancing_loss",
+        "expert_load",
+        "update_routing_bias_",
+        "train_moe_balance",
+    },
 }
 
 

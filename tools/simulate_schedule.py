@@ -44,7 +44,8 @@ def main() -> None:
     total = sum(cost for _, cost, _ in entries)
     by_count = [(n, c) for n, c, _ in sorted(entries, key=lambda e: -e[2])]
     by_cost = [(n, c) for n, c, _ in sorted(entries, key=lambda e: -e[1])]
-    print(f"{len(entries)} files, {total:.0f} CPU s; a perfect split on {args.workers} workers: {total / args.workers:.0f} s")
+    even = total / args.workers
+    print(f"{len(entries)} files, {total:.0f} CPU s; an even split on {args.workers} workers: {even:.0f} s each")
     for label, order in [("xdist default (most tests first)", by_count), ("conftest.py (most CPU first)", by_cost)]:
         end, busy = makespan(order, args.workers)
         print(f"  {label:34}: last worker done at {end:5.0f} s; busy " + ", ".join(f"{b:.0f}" for b in busy))

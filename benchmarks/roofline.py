@@ -43,6 +43,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_gib() -> float | None:
+    """Total RAM in GiB from /proc/meminfo (Linux), else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)  # kB -> GiB
+    except OSError:
+        pass
+    return None
+
+
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     """Median wall-clock seconds of fn() over `repeats` runs, after `warmup` runs."""
     for _ in range(warmup):
@@ -56,7 +67,7 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def peak_matmul(n: int, repeats: int) -> dict:
-    """GFLOP/s of an (n, n) @ (n, n) float32 matmul: 2 n^3 FLOPs; the best and the median of the runs."""
+    """FLOP/s of an (n, n) @ (n, n) float32 matmul (2 n^3 FLOPs): the best and the median of the runs."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)  # warm up
@@ -66,16 +77,16 @@ def peak_matmul(n: int, repeats: int) -> dict:
         torch.mm(a, b, out=out)
         times.append(time.perf_counter() - start)
     flops = 2 * n**3
-    return dict(n=n, gflops_best=flops / min(times) / 1e9, gflops_median=flops / statistics.median(times) / 1e9)
+    return dict(n=n, flops_best=flops / min(times), flops_median=flops / statistics.median(times))
 
 
 def read_bandwidth(mib: int, passes: int) -> dict:
-    """GB/s (10^9 bytes per second) of sum() over a float32 tensor of `mib` MiB; best and median pass."""
+    """Bytes per second of sum() over a float32 tensor of `mib` MiB: the best and the median pass."""
     probe, seconds, nbytes = read_bandwidth_probe(mib, passes)
     probe()  # warm up (the first pass may fault pages in)
     seconds.clear()
     probe()
-    return dict(mib=mib, gbs_best=nbytes / min(seconds) / 1e9, gbs_median=nbytes / statistics.median(seconds) / 1e9)
+    return dict(mib=mib, bytes_best=nbytes / min(seconds), bytes_median=nbytes / statistics.median(seconds))
 
 
 def dense_config(quick: bool) -> dict:
@@ -204,12 +215,12 @@ def measure_model(name: str, config: dict, prefill_lengths, batches, context: in
             distinct_experts=nbytes["distinct_experts"],
             seconds=seconds,
             intensity=flops / nbytes["total"],
-            gflops=flops / seconds / 1e9,
+            flops_per_second=flops / seconds,
         )
         print(
             f"{name:5} {kind:7} batch {batch:3} tokens {n_tokens:5} context {ctx:4}: {flops / 1e9:8.3f} GFLOP "
-            f"(formula {formula / flops:.4f}x), {nbytes['total'] / 1e6:8.1f} MB, {row['intensity']:7.2f} FLOP/B, "
-            f"{seconds * 1e3:8.2f} ms, {row['gflops']:7.1f} GFLOP/s"
+            f"(formula {formula / flops:.4f}x), {nbytes['total'] / 2**20:8.1f} MiB, {row['intensity']:7.2f} FLOP/B, "
+            f"{seconds * 1e3:8.2f} ms, {row['flops_per_second'] / 1e9:7.1f} GFLOP/s"
         )
         points.append(row)
 
@@ -238,17 +249,18 @@ def report(result: dict) -> str:
         f"# {result['command']}",
         f"# {result['date']}; {m['cpu']}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}; "
         f"load average before {m['load_average_before'][0]}, after {result['load_average_after'][0]}",
-        f"peak float32 matmul ({peak['n']}x{peak['n']}): best {peak['gflops_best']:.1f} GFLOP/s, "
-        f"median {peak['gflops_median']:.1f}",
-        f"read bandwidth (sum over {bw['mib']} MiB): best {bw['gbs_best']:.1f} GB/s, median {bw['gbs_median']:.1f}",
-        f"ridge point: {peak['gflops_best'] / bw['gbs_best']:.1f} FLOP/byte",
-        "model kind    batch tokens context     GFLOP  formula/counted     MB read  FLOP/byte        ms  GFLOP/s",
+        f"peak float32 matmul ({peak['n']}x{peak['n']}): best {peak['flops_best'] / 1e9:.1f} GFLOP/s, "
+        f"median {peak['flops_median'] / 1e9:.1f}",
+        f"read bandwidth (sum over {bw['mib']} MiB): best {bw['bytes_best'] / 2**30:.1f} GiB/s, "
+        f"median {bw['bytes_median'] / 2**30:.1f}",
+        f"ridge point: {peak['flops_best'] / bw['bytes_best']:.1f} FLOP/byte",
+        "model kind    batch tokens context     GFLOP  formula/counted    MiB read  FLOP/byte        ms  GFLOP/s",
     ]
     for p in result["points"]:
         lines.append(
             f"{p['model']:5} {p['kind']:7} {p['batch']:5} {p['new_tokens']:6} {p['context']:7} {p['flops'] / 1e9:9.3f} "
-            f"{p['formula_flops'] / p['flops']:16.4f} {p['bytes'] / 1e6:11.1f} {p['intensity']:10.2f} "
-            f"{p['seconds'] * 1e3:9.2f} {p['gflops']:8.1f}"
+            f"{p['formula_flops'] / p['flops']:16.4f} {p['bytes'] / 2**20:11.1f} {p['intensity']:10.2f} "
+            f"{p['seconds'] * 1e3:9.2f} {p['flops_per_second'] / 1e9:8.1f}"
         )
     return "\n".join(lines) + "\n"
 
@@ -271,6 +283,7 @@ def main() -> None:
         machine=dict(
             cpu=cpu_model(),
             cores=os.cpu_count(),
+            memory_gib=memory_gib(),
             threads=torch.get_num_threads(),
             torch=torch.__version__,
             python=platform.python_version(),
@@ -284,8 +297,8 @@ def main() -> None:
     result["peak_matmul"] = peak_matmul(256 if args.quick else 2048, repeats=max(3, repeats))
     result["read_bandwidth"] = read_bandwidth(64 if args.quick else 512, passes=max(3, repeats))
     print(
-        f"peak float32 matmul: {result['peak_matmul']['gflops_best']:.1f} GFLOP/s (best), "
-        f"read bandwidth: {result['read_bandwidth']['gbs_best']:.1f} GB/s (best)"
+        f"peak float32 matmul: {result['peak_matmul']['flops_best'] / 1e9:.1f} GFLOP/s (best), "
+        f"read bandwidth: {result['read_bandwidth']['bytes_best'] / 2**30:.1f} GiB/s (best)"
     )
     prefill_lengths = [8, 32] if args.quick else [16, 64, 256, 1024]
     batches = [1, 4] if args.quick else [1, 4, 16, 64]

@@ -3,6 +3,7 @@
 from .cost import (
     QWEN3_30B_A3B,
     arithmetic_intensity,
+    attainable_flops,
     attention_shape,
     counted_flops,
     expected_distinct_experts,
@@ -10,7 +11,6 @@ from .cost import (
     parameter_counts,
     parameter_formula,
     ridge_intensity,
-    roofline_gflops,
 )
 from .fused import (
     FusedBlock,
@@ -62,6 +62,6 @@ __all__ = [
     "counted_flops",
     "expected_distinct_experts",
     "arithmetic_intensity",
-    "roofline_gflops",
+    "attainable_flops",
     "ridge_intensity",
 ]

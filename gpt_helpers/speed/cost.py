@@ -17,7 +17,7 @@ __all__ = [
     "counted_flops",
     "expected_distinct_experts",
     "arithmetic_intensity",
-    "roofline_gflops",
+    "attainable_flops",
     "ridge_intensity",
 ]
 
@@ -248,16 +248,19 @@ def arithmetic_intensity(flops: float, bytes_read: float) -> float:
     return flops / bytes_read
 
 
-def roofline_gflops(intensity: float, peak_gflops: float, bandwidth_gbs: float) -> float:
-    """The highest GFLOP/s a kernel of this intensity (FLOPs/byte) can reach: min(peak, intensity * bandwidth)."""
-    _check_finite(intensity=intensity, peak_gflops=peak_gflops, bandwidth_gbs=bandwidth_gbs)
-    return min(peak_gflops, intensity * bandwidth_gbs)
+def attainable_flops(intensity: float, peak_flops: float, bandwidth: float) -> float:
+    """The highest FLOP/s a computation of this intensity (FLOP/byte) can reach: min(peak, intensity * bandwidth).
+
+    peak_flops in FLOP/s, bandwidth in bytes/s: the roofline's two ceilings.
+    """
+    _check_finite(intensity=intensity, peak_flops=peak_flops, bandwidth=bandwidth)
+    return min(peak_flops, intensity * bandwidth)
 
 
-def ridge_intensity(peak_gflops: float, bandwidth_gbs: float) -> float:
+def ridge_intensity(peak_flops: float, bandwidth: float) -> float:
     """The intensity where the two ceilings meet: below it memory bounds the speed, above it compute does."""
-    _check_finite(peak_gflops=peak_gflops, bandwidth_gbs=bandwidth_gbs)
-    return peak_gflops / bandwidth_gbs
+    _check_finite(peak_flops=peak_flops, bandwidth=bandwidth)
+    return peak_flops / bandwidth
 
 
 def _check_finite(**values: float) -> None:

@@ -110,6 +110,16 @@ EXPECTED = {
         "update_routing_bias_",
         "train_moe_balance",
     },
+    "16_what_a_token_costs.ipynb": {
+        "parameter_counts",
+        "attention_shape",
+        "forward_flops",
+        "counted_flops",
+        "arithmetic_intensity",
+        "roofline_gflops",
+        "ridge_intensity",
+        "expected_distinct_experts",
+    },
 }
 
 

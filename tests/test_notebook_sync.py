@@ -116,7 +116,7 @@ EXPECTED = {
         "forward_flops",
         "counted_flops",
         "arithmetic_intensity",
-        "roofline_gflops",
+        "attainable_flops",
         "ridge_intensity",
         "expected_distinct_experts",
     },

@@ -76,7 +76,8 @@ def test_published_counts_equal_transformers_and_the_formula(name):
 @pytest.mark.parametrize("name", list(PUBLISHED))
 def test_published_counts_of_the_course_models(name):
     config = PUBLISHED[name]
-    ours = parameter_counts(model_from_hf_config(config, device="meta"), *routed(config))
+    shapes = {key: value for key, value in config.items() if key != "quantization_config"}  # fp8 storage
+    ours = parameter_counts(model_from_hf_config(shapes, device="meta"), *routed(config))
     assert ours == parameter_formula(config)
 
 

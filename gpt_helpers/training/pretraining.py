@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..gpt2.config import GPTConfig
 from ..gpt2.model import GPTModel, count_parameters
+from ..speed.fused import use_fused_kernels
 from ..text.tokenizer import get_gpt2_tokenizer
 from .data import WindowSampler, eval_windows, load_data_dir
 from .loop import CONFIG_METADATA_KEY, load_model, save_model
@@ -450,6 +451,7 @@ def pretrain(
                 + "; resume with the same options"
             )
         start_step = state["step"]
+    use_fused_kernels(model)  # LayerNorm and GELU as one kernel each: same parameters, same results, faster
     model.to(env.device).train()
     inner = model
     model = wrap_model(model, env, strategy)

@@ -20,7 +20,7 @@ def pair(cfg=TINY, seed=0):
     torch.manual_seed(seed)
     model = GPTModel(cfg).eval()
     with torch.no_grad():  # perturb biases and norms away from their init, so each one matters
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     taught = quantize_int8_(copy.deepcopy(model))

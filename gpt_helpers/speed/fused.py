@@ -163,10 +163,14 @@ def stack_qkv_(att: MultiHeadAttention) -> None:
                 lin.bias.data = biases[i * d_out : (i + 1) * d_out]
 
 
-def _back_to_back(tensors, stride) -> bool:
-    """True if the tensors have one shape, this stride, and start shape[0] elements apart in one storage."""
+def _back_to_back(tensors, stride, step: int | None = None) -> bool:
+    """True if the tensors have one shape, this stride, and start `step` bytes apart in one storage.
+
+    The default step, shape[0] elements, fits views side by side in a column-major buffer (stack_qkv_).
+    """
     first = tensors[0]
-    step = first.shape[0] * first.element_size()  # bytes from one tensor's first element to the next one's
+    if step is None:
+        step = first.shape[0] * first.element_size()  # bytes from one tensor's first element to the next one's
     return all(
         t.shape == first.shape
         and t.stride() == stride
@@ -248,22 +252,41 @@ class FusedBlock(TransformerBlock):
         b_qkv = None if b_q is None else b_q.as_strided((3 * d_out,), (1,))
 
         parts = torch.get_num_threads()
-        b, _, c = x.shape  # (B, 1, C)
-        x = x.reshape(b, c)  # one row per sequence: (B, C)
-        h = F.layer_norm(x, (c,), norm1._parameters["scale"], norm1._parameters["shift"], norm1.eps)
-        qkv = _rows_linear(h, w_qkv, b_qkv, parts)  # (B, 3 d_out): queries, keys, values side by side
-        q, k, v = qkv.view(b, 3, att.num_heads, 1, att.head_dim).unbind(1)  # each (B, H, 1, hd)
-        pos = cache.length
-        cache.keys.narrow(2, pos, 1).copy_(k)  # into the preallocated buffers, as LayerKVCache.append does
-        cache.values.narrow(2, pos, 1).copy_(v)
-        cache.length = pos + 1
-        # one query, the last position: it may see every cached position, no mask needed
-        ctx = F.scaled_dot_product_attention(q, cache.keys.narrow(2, 0, pos + 1), cache.values.narrow(2, 0, pos + 1))
-        x = _rows_linear(ctx.reshape(b, d_out), o_p["weight"], o_p["bias"], parts).add_(x)  # + shortcut
-        h = F.layer_norm(x, (c,), norm2._parameters["scale"], norm2._parameters["shift"], norm2.eps)
-        h = F.gelu(_rows_linear(h, fc1_p["weight"], fc1_p["bias"], parts), approximate="tanh")  # (B, 4C)
-        x = _rows_linear(h, fc2_p["weight"], fc2_p["bias"], parts).add_(x)  # + shortcut
-        return x.view(b, 1, c)
+        return _lean_step(
+            x,
+            cache,
+            att,
+            norm1,
+            norm2,
+            lambda h: _rows_linear(h, w_qkv, b_qkv, parts),
+            lambda h: _rows_linear(h, o_p["weight"], o_p["bias"], parts),
+            lambda h: _rows_linear(h, fc1_p["weight"], fc1_p["bias"], parts),
+            lambda h: _rows_linear(h, fc2_p["weight"], fc2_p["bias"], parts),
+        )
+
+
+def _lean_step(x, cache: LayerKVCache, att, norm1, norm2, qkv_product, out_product, fc1_product, fc2_product):
+    """The one-token cached step of a GPT-2 block, x (B, 1, C) -> (B, 1, C), with the four products given.
+
+    Each product maps rows (M, in) to (M, out) with its bias added: float32 (FusedBlock) or int8 weights
+    (Int8FusedBlock); everything between them is the same.
+    """
+    b, _, c = x.shape  # (B, 1, C)
+    x = x.reshape(b, c)  # one row per sequence: (B, C)
+    h = F.layer_norm(x, (c,), norm1._parameters["scale"], norm1._parameters["shift"], norm1.eps)
+    qkv = qkv_product(h)  # (B, 3 d_out): queries, keys, values side by side
+    q, k, v = qkv.view(b, 3, att.num_heads, 1, att.head_dim).unbind(1)  # each (B, H, 1, hd)
+    pos = cache.length
+    cache.keys.narrow(2, pos, 1).copy_(k)  # into the preallocated buffers, as LayerKVCache.append does
+    cache.values.narrow(2, pos, 1).copy_(v)
+    cache.length = pos + 1
+    # one query, the last position: it may see every cached position, no mask needed
+    ctx = F.scaled_dot_product_attention(q, cache.keys.narrow(2, 0, pos + 1), cache.values.narrow(2, 0, pos + 1))
+    x = out_product(ctx.reshape(b, att.num_heads * att.head_dim)).add_(x)  # + shortcut
+    h = F.layer_norm(x, (c,), norm2._parameters["scale"], norm2._parameters["shift"], norm2.eps)
+    h = F.gelu(fc1_product(h), approximate="tanh")  # (B, 4C)
+    x = fc2_product(h).add_(x)  # + shortcut
+    return x.view(b, 1, c)
 
 
 def _block_twin(module: nn.Module) -> FusedBlock | None:
@@ -299,13 +322,9 @@ def _stacked_int8_qkv(att: MultiHeadAttention) -> tuple[torch.Tensor, torch.Tens
     stacked = []
     for name in names:
         parts = [lin._buffers[name] for lin in linears]
-        first, step = parts[0], parts[0].numel() * parts[0].element_size()  # bytes between the parts' starts
-        if not all(
-            t.is_contiguous()
-            and t.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
-            and t.data_ptr() == first.data_ptr() + i * step
-            for i, t in enumerate(parts)
-        ):
+        first = parts[0]
+        # stacked row-major: each part is whole, the next one starts right after it
+        if not first.is_contiguous() or not _back_to_back(parts, first.stride(), first.numel() * first.element_size()):
             return None
         stacked.append(first.as_strided((3 * d_out, d_in) if name == "qweight" else (3 * d_out,), first.stride()))
     return stacked[0], stacked[1], stacked[2] if len(stacked) == 3 else None
@@ -366,27 +385,19 @@ class Int8FusedBlock(FusedBlock):
             self._qkv = (stacked[0], stacked[1].to(torch.bfloat16), stacked[2])
             self._checked_layout = where
         w_qkv, s_qkv, b_qkv = self._qkv
-
-        b, _, c = x.shape  # (B, 1, C)
-        d_out = lin_o.in_features
-        x = x.reshape(b, c)  # one row per sequence: (B, C)
-        h = F.layer_norm(x, (c,), norm1._parameters["scale"], norm1._parameters["shift"], norm1.eps)
-        qkv = _int8_rows(h, w_qkv, s_qkv, b_qkv)  # (B, 3 d_out): queries, keys, values side by side
-        q, k, v = qkv.view(b, 3, att.num_heads, 1, att.head_dim).unbind(1)  # each (B, H, 1, hd)
-        pos = cache.length
-        cache.keys.narrow(2, pos, 1).copy_(k)  # into the preallocated buffers, as LayerKVCache.append does
-        cache.values.narrow(2, pos, 1).copy_(v)
-        cache.length = pos + 1
-        # one query, the last position: it may see every cached position, no mask needed
-        ctx = F.scaled_dot_product_attention(q, cache.keys.narrow(2, 0, pos + 1), cache.values.narrow(2, 0, pos + 1))
-        x = _int8_rows(
-            ctx.reshape(b, d_out), lin_o._buffers["qweight"], lin_o.kernel_scale(), lin_o._buffers["bias"]
-        ).add_(x)
-        h = F.layer_norm(x, (c,), norm2._parameters["scale"], norm2._parameters["shift"], norm2.eps)
-        h = _int8_rows(h, fc1._buffers["qweight"], fc1.kernel_scale(), fc1._buffers["bias"])  # (B, 4C)
-        h = F.gelu(h, approximate="tanh")
-        x = _int8_rows(h, fc2._buffers["qweight"], fc2.kernel_scale(), fc2._buffers["bias"]).add_(x)  # + shortcut
-        return x.view(b, 1, c)
+        o, f1, f2 = lin_o._buffers, fc1._buffers, fc2._buffers  # qweight, scale, bias of each
+        s_o, s_f1, s_f2 = lin_o.kernel_scale(), fc1.kernel_scale(), fc2.kernel_scale()
+        return _lean_step(
+            x,
+            cache,
+            att,
+            norm1,
+            norm2,
+            lambda h: _int8_rows(h, w_qkv, s_qkv, b_qkv),
+            lambda h: _int8_rows(h, o["qweight"], s_o, o["bias"]),
+            lambda h: _int8_rows(h, f1["qweight"], s_f1, f1["bias"]),
+            lambda h: _int8_rows(h, f2["qweight"], s_f2, f2["bias"]),
+        )
 
 
 def _int8_block_twin(module: nn.Module) -> Int8FusedBlock | None:

@@ -1,4 +1,4 @@
-"""DeepSeek-V3 (dense layers): multi-head latent attention, its latent cache, YaRN, and equality with transformers."""
+"""DeepSeek-V3: multi-head latent attention, its latent cache, YaRN, MoE layers, and equality with transformers."""
 
 import json
 import math
@@ -47,6 +47,20 @@ VARIANTS = {
         },
     ),
     "plain_q_tied": dict(q_lora_rank=None, tie_word_embeddings=True, rope_interleave=False, rope_theta=500.0),
+    # one dense layer, then two MoE layers: 8 experts in 4 groups, 2 groups kept, 2 experts per token, 2 shared
+    "moe_groups": dict(
+        n_layers=3,
+        first_k_dense_replace=1,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        n_shared_experts=2,
+        moe_intermediate_size=16,
+        routed_scaling_factor=2.5,
+        norm_topk_prob=True,
+        q_lora_rank=24,
+    ),
 }
 
 
@@ -58,7 +72,7 @@ def _quiet():
 
 
 def hf_deepseek(seed=0, n_layers=2, **changes):
-    """A random dense DeepseekV3ForCausalLM (first_k_dense_replace = num_hidden_layers), norms and biases perturbed."""
+    """A random DeepseekV3ForCausalLM (dense unless changes say otherwise), norms, biases and routers perturbed."""
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
     _quiet()
@@ -74,6 +88,11 @@ def hf_deepseek(seed=0, n_layers=2, **changes):
                 p.add_(0.2 * torch.randn_like(p))  # random init leaves every RMSNorm at 1
             elif name.endswith(".bias"):
                 p.normal_(0, 0.1)  # and every bias at 0
+            elif name.endswith("mlp.gate.weight"):
+                p.normal_(0, 0.5)  # routers start near 0: every score ~0.5, the choice decided by rounding
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.normal_(0, 0.3)  # starts at 0: a bias that were ignored or mis-mapped would not show
     return model
 
 
@@ -339,11 +358,29 @@ def test_yarn_settings_are_checked(change, pattern):
 
 
 def test_published_config_has_moe_layers():
-    with pytest.raises(ValueError, match="MoE layers come with notebook 15"):
+    with pytest.raises(ValueError, match="fp8-quantized"):
         config_from_hf(DEEPSEEK_V3_CONFIG)
+    published = {k: v for k, v in DEEPSEEK_V3_CONFIG.items() if k != "quantization_config"}
+    moe = config_from_hf(published).moe
+    assert moe.layers == tuple(range(3, 61)) and (moe.n_experts, moe.top_k, moe.hidden_dim) == (256, 8, 2048)
+    assert (moe.routing, moe.n_group, moe.topk_group, moe.routed_scaling_factor) == ("deepseek", 8, 4, 2.5)
+    assert moe.shared_hidden_dim == 2048 and moe.norm_topk_prob
     dense = config_from_hf(PUBLISHED_DENSE)
+    assert dense.moe is None
     assert (dense.kv_lora_rank, dense.qk_rope_head_dim, dense.n_layers, dense.q_lora_rank) == (512, 64, 61, 1536)
     assert dense.rope_scaling == PUBLISHED_YARN
+
+
+def test_published_parameter_count_equals_transformers_on_meta():
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    _quiet()
+    published = {k: v for k, v in DEEPSEEK_V3_CONFIG.items() if k != "quantization_config"}
+    with torch.device("meta"):
+        ours = DeepSeekV3Model(config_from_hf(published))
+        theirs = DeepseekV3ForCausalLM(DeepseekV3Config(**published))
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in theirs.parameters()) == 671_026_404_352
 
 
 def test_attention_parameters_equal_transformers_at_the_published_size():
@@ -362,7 +399,16 @@ def test_attention_parameters_equal_transformers_at_the_published_size():
 @pytest.mark.parametrize(
     ("change", "pattern"),
     [
-        ({"first_k_dense_replace": 1}, "MoE layers come with notebook 15"),
+        (
+            {"first_k_dense_replace": 1, "n_routed_experts": 6, "num_experts_per_tok": 2},
+            r"n_group \(\d+\) must divide the number of experts \(6\)",
+        ),
+        ({"first_k_dense_replace": 1, "topk_group": 9}, r"topk_group \(9\) must be at most n_group"),
+        ({"first_k_dense_replace": 1, "num_experts_per_tok": 300}, r"top_k \(300\) must be at most"),
+        ({"first_k_dense_replace": 1, "scoring_func": "softmax"}, "scoring_func='softmax'; only 'sigmoid'"),
+        ({"first_k_dense_replace": 1, "moe_layer_freq": 2}, "moe_layer_freq=2"),
+        ({"first_k_dense_replace": 1, "n_shared_experts": 0}, "n_shared_experts must be an int >= 1"),
+        ({"first_k_dense_replace": -1}, "first_k_dense_replace must be an int >= 0"),
         ({"num_key_value_heads": 2}, "must equal num_attention_heads"),
         ({"hidden_act": "gelu"}, "hidden_act 'gelu' is not supported"),
         ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "'linear' .* not supported"),
@@ -395,7 +441,7 @@ def _copy_with(folder, tmp_path, change):
     [
         (lambda t: t.pop("model.layers.1.self_attn.kv_b_proj.weight"), "missing .*kv_b_proj"),
         (lambda t: t.pop("model.layers.0.self_attn.kv_a_layernorm.weight"), "missing .*kv_a_layernorm"),
-        (lambda t: t.update({"model.layers.1.mlp.experts.gate_up_proj": torch.zeros(1)}), "unexpected .*experts"),
+        (lambda t: t.update({"model.layers.1.mlp.experts.99.up_proj.weight": torch.zeros(1)}), "unexpected .*experts"),
         (
             lambda t: t.update({"model.layers.0.self_attn.kv_b_proj.weight": torch.zeros(3, 16)}),
             "shape mismatch for 'model.layers.0.self_attn.kv_b_proj.weight'",

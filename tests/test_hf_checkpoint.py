@@ -541,7 +541,7 @@ def test_cli_one_line_error_for_unsupported_model_type(llama, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (
         "error: model_type 'mistral' is not supported; "
-        "gpt_helpers loads gpt2, llama, qwen3, deepseek_v3, gemma3_text, qwen3_next"
+        "gpt_helpers loads gpt2, llama, qwen3, deepseek_v3, gemma3_text, qwen3_moe, qwen3_next"
     )
 
 

@@ -99,6 +99,27 @@ EXPECTED = {
         "Int8Embedding",
         "quantize_int8_",
     },
+    "15_mixture_of_experts.ipynb": {
+        "check_routing_sizes",
+        "softmax_topk_routing",
+        "deepseek_routing",
+        "SwiGLUExperts",
+        "MoEFeedForward",
+        "load_balancing_loss",
+        "expert_load",
+        "update_routing_bias_",
+        "train_moe_balance",
+    },
+    "16_what_a_token_costs.ipynb": {
+        "parameter_counts",
+        "attention_shape",
+        "forward_flops",
+        "counted_flops",
+        "arithmetic_intensity",
+        "attainable_flops",
+        "ridge_intensity",
+        "expected_distinct_experts",
+    },
 }
 
 

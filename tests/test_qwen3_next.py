@@ -1,6 +1,7 @@
 """Gated DeltaNet and Qwen3-Next: the delta rule's two forms, the layer's pieces, the hybrid cache, HF equivalence."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -66,6 +67,8 @@ def hf_qwen3_next(seed=0, **changes):
         for name, p in model.named_parameters():
             if "norm" in name or "dt_bias" in name or "A_log" in name:
                 p.add_(0.3 * torch.randn_like(p))
+            elif name.endswith("mlp.gate.weight") or name.endswith("shared_expert_gate.weight"):
+                p.normal_(0, 0.5)  # routers and shared-expert gates start near 0: every expert alike
     return model
 
 
@@ -73,6 +76,25 @@ def hf_qwen3_next(seed=0, **changes):
 def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("qwen3_next")
     hf = hf_qwen3_next()
+    hf.save_pretrained(folder)
+    return hf, load_hf_checkpoint(folder), folder
+
+
+# MoE MLPs in layers 0, 1, 3, 4 (layer 2 listed in mlp_only_layers stays dense): 8 experts, 2 per token, gated shared
+TINY_MOE = dict(
+    mlp_only_layers=[2],
+    num_experts=8,
+    num_experts_per_tok=2,
+    moe_intermediate_size=16,
+    shared_expert_intermediate_size=24,
+    norm_topk_prob=True,
+)
+
+
+@pytest.fixture(scope="module")
+def moe_pair(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qwen3_next_moe")
+    hf = hf_qwen3_next(seed=1, **TINY_MOE)
     hf.save_pretrained(folder)
     return hf, load_hf_checkpoint(folder), folder
 
@@ -338,16 +360,93 @@ def test_dense_parameter_count_equals_transformers_on_meta():
     assert count_parameters(ours) == sum(p.numel() for p in hf.parameters())
 
 
+# ---- mixture-of-experts MLPs ----------------------------------------------------------------------------------
+
+
+def test_moe_layers_follow_mlp_only_layers(moe_pair):
+    from gpt_helpers.families.moe import MoEFeedForward
+
+    hf, ours, _ = moe_pair
+    assert ours.cfg.moe.layers == (0, 1, 3, 4) and ours.cfg.moe.shared_expert_gate
+    ours_moe = [isinstance(block.ff, MoEFeedForward) for block in ours.trf_blocks]
+    hf_moe = [type(layer.mlp).__name__ == "Qwen3NextSparseMoeBlock" for layer in hf.model.layers]
+    assert ours_moe == hf_moe == [True, True, False, True, True]
+    assert count_parameters(ours) == sum(p.numel() for p in hf.parameters())
+    ids = torch.randint(0, 101, (2, 40), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours(ids)
+    moe_blocks = [block for block in ours.trf_blocks if isinstance(block.ff, MoEFeedForward)]
+    load = sum(torch.bincount(block.ff.last_experts.flatten(), minlength=8) for block in moe_blocks)
+    assert (load > 0).sum() >= 4  # the routers spread tokens: several experts are exercised
+
+
+def test_moe_logits_equal_transformers(moe_pair):
+    hf, ours, _ = moe_pair
+    ids = torch.randint(0, 101, (2, 80), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_moe_greedy_decoding_equals_transformers_generate(moe_pair):
+    from gpt_helpers import KVCache, stream_generate
+
+    hf, ours, _ = moe_pair
+    prompt = torch.randint(1, 101, (2, 30), generator=torch.Generator().manual_seed(5))  # no 0: the pad id
+    with torch.no_grad():
+        mask = torch.ones_like(prompt)
+        expected = hf.generate(prompt, attention_mask=mask, max_new_tokens=20, do_sample=False, pad_token_id=0)
+    assert isinstance(KVCache.for_model(ours, 2, 50), Qwen3NextCache)
+    assert torch.equal(generate(ours, prompt, 20), expected)
+    streamed = [int(t) for t in stream_generate(ours, prompt[:1], 6)]
+    assert streamed == expected[0, 30:36].tolist()
+
+
+def test_published_moe_parameter_count_equals_transformers_on_meta():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        ours = Qwen3NextModel(config_from_hf(QWEN3_NEXT_80B_A3B))
+        hf = AutoModelForCausalLM.from_config(AutoConfig.for_model(**QWEN3_NEXT_80B_A3B))
+    assert count_parameters(ours) == sum(p.numel() for p in hf.parameters()) == 79_674_391_296
+    moe = ours.cfg.moe
+    assert (moe.n_experts, moe.top_k, moe.hidden_dim, moe.shared_hidden_dim) == (512, 10, 512, 512)
+    assert moe.layers == tuple(range(48))
+
+
+def test_moe_checkpoint_problems(moe_pair, tmp_path):
+    from safetensors.torch import load_file
+
+    _, _, folder = moe_pair
+    tensors = load_file(folder / "model.safetensors")
+    cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
+    broken = dict(tensors)
+    broken.pop("model.layers.3.mlp.experts.5.down_proj.weight")
+    with pytest.raises(ValueError, match=r"^checkpoint is missing 'model.layers.3.mlp.experts.5.down_proj.weight'"):
+        state_dict_from_hf(broken, cfg)
+    broken = dict(tensors)
+    broken.pop("model.layers.0.mlp.shared_expert_gate.weight")
+    with pytest.raises(ValueError, match="missing .*shared_expert_gate"):
+        state_dict_from_hf(broken, cfg)
+    with pytest.raises(ValueError, match="unexpected .*experts"):  # config.json says fewer experts than the file
+        state_dict_from_hf(tensors, cfg.with_(moe=replace(cfg.moe, n_experts=4)))
+
+
 # ---- bad input ------------------------------------------------------------------------------------------------
 
 
-def test_moe_config_is_refused_in_one_line():
-    with pytest.raises(ValueError, match="MoE layers come with notebook 15"):
-        config_from_hf(QWEN3_NEXT_80B_A3B)
-    with pytest.raises(ValueError, match="notebook 15"):
-        config_from_hf(TINY_HF | {"model_type": "qwen3_next", "mlp_only_layers": [0, 1], "num_experts": 4})
+def test_moe_config_settings():
     dense = config_from_hf(TINY_HF | {"model_type": "qwen3_next", "mlp_only_layers": [], "num_experts": 0})
-    assert dense.n_layers == N_LAYERS
+    assert dense.n_layers == N_LAYERS and dense.moe is None
+    every_other = config_from_hf(TINY_HF | TINY_MOE | {"model_type": "qwen3_next", "decoder_sparse_step": 2})
+    assert every_other.moe.layers == (1, 3)  # (i + 1) % 2 == 0, and layer 2 is not among them anyway
+    for change, message in (
+        ({"num_experts_per_tok": 9}, r"top_k \(9\) must be at most the number of experts \(8\)"),
+        ({"num_experts": -1}, "num_experts must be an int >= 0"),
+        ({"decoder_sparse_step": 0}, "decoder_sparse_step must be a positive int"),
+    ):
+        with pytest.raises(ValueError, match=message) as err:
+            config_from_hf(TINY_HF | TINY_MOE | {"model_type": "qwen3_next"} | change)
+        assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,12 @@ __all__ = [
 # model_type -> module of gpt_helpers.families that builds it. Each such module has
 #   config_from_hf(config: dict) -> its config, MODEL_CLASS (built from that config, in eval mode on load),
 #   state_dict_from_hf(state_dict, cfg) -> the model's own state_dict (names and shapes checked, one-line errors).
-FAMILY_MODULES = {"deepseek_v3": "deepseek_v3", "gemma3_text": "gemma3", "qwen3_next": "qwen3_next"}
+FAMILY_MODULES = {
+    "deepseek_v3": "deepseek_v3",
+    "gemma3_text": "gemma3",
+    "qwen3_moe": "qwen3_moe",
+    "qwen3_next": "qwen3_next",
+}
 SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "qwen3", *FAMILY_MODULES)
 INDEX_FILE = "model.safetensors.index.json"
 

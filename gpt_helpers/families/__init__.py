@@ -44,6 +44,23 @@ from .mla import (
     MultiHeadLatentAttention,
     deinterleave,
 )
+from .moe import (
+    MoEFeedForward,
+    MoESettings,
+    SwiGLUExperts,
+    check_routing_sizes,
+    deepseek_routing,
+    expert_load,
+    load_balancing_loss,
+    softmax_topk_routing,
+    stack_hf_experts,
+    update_routing_bias_,
+)
+from .qwen3_moe import (
+    Qwen3MoeBlock,
+    Qwen3MoeConfig,
+    Qwen3MoeModel,
+)
 from .qwen3_next import (
     FULL_ATTENTION,
     LINEAR_ATTENTION,
@@ -148,4 +165,17 @@ __all__ = [
     "Qwen3NextCache",
     "Qwen3NextModel",
     "qwen3_next_cache_nbytes",
+    "MoEFeedForward",
+    "MoESettings",
+    "SwiGLUExperts",
+    "check_routing_sizes",
+    "deepseek_routing",
+    "expert_load",
+    "load_balancing_loss",
+    "softmax_topk_routing",
+    "stack_hf_experts",
+    "update_routing_bias_",
+    "Qwen3MoeConfig",
+    "Qwen3MoeBlock",
+    "Qwen3MoeModel",
 ]

@@ -1,7 +1,7 @@
-"""DeepSeek-V3 with dense SwiGLU layers: multi-head latent attention (mla.py) and YaRN RoPE (yarn.py) (notebook 11).
+"""DeepSeek-V3: multi-head latent attention (mla.py), YaRN RoPE (yarn.py) (notebook 11), MoE layers (moe.py, 15).
 
 Also what checkpoints/hf.py needs to load a `deepseek_v3` checkpoint: config_from_hf, MODEL_CLASS and
-state_dict_from_hf. Mixture-of-experts layers are not built here (they come with notebook 15, not written yet).
+state_dict_from_hf. The first first_k_dense_replace layers keep a dense SwiGLU network, the others are MoE.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from torch import nn
 
 from ..gpt2.model import check_token_ids
 from .mla import MLACache, MultiHeadLatentAttention
+from .moe import MoESettings, stack_hf_experts
 from .rms_norm import RMSNorm
 from .rope import RoPE
 from .swiglu import SwiGLUFeedForward
@@ -92,7 +93,7 @@ DEEPSEEK_V3_CONFIG: dict = {
 
 @dataclass(frozen=True)
 class DeepSeekV3Config:
-    """Hyper-parameters of a dense DeepSeek-V3 style model, validated on creation."""
+    """Hyper-parameters of a DeepSeek-V3 style model, validated on creation (moe=None: every layer dense)."""
 
     vocab_size: int
     context_length: int
@@ -111,6 +112,7 @@ class DeepSeekV3Config:
     attention_bias: bool = False  # biases on the down-projections and the output projection
     norm_eps: float = 1e-6  # the block norms; the latent and query norms keep 1e-6, as DeepSeek-V3 has it
     tie_weights: bool = False
+    moe: MoESettings | None = None  # the mixture-of-experts layers (notebook 15); None: all SwiGLU
 
     def __post_init__(self) -> None:
         sizes = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "hidden_dim", "kv_lora_rank")
@@ -138,6 +140,10 @@ class DeepSeekV3Config:
         for name in ("rope_interleave", "attention_bias", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"DeepSeekV3Config.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.moe is not None and not isinstance(self.moe, MoESettings):
+            raise TypeError(f"DeepSeekV3Config.moe must be None or a MoESettings, got {type(self.moe).__name__}")
+        if self.moe is not None and self.moe.layers and self.moe.layers[-1] >= self.n_layers:
+            raise ValueError(f"DeepSeekV3Config.moe.layers must lie in [0, {self.n_layers - 1}], got {self.moe.layers}")
 
     @property
     def qk_head_dim(self) -> int:
@@ -155,9 +161,9 @@ class DeepSeekV3Config:
 
 
 class DeepSeekV3Block(nn.Module):
-    """RMSNorm -> multi-head latent attention -> shortcut, then RMSNorm -> SwiGLU -> shortcut."""
+    """RMSNorm -> multi-head latent attention -> shortcut, then RMSNorm -> SwiGLU (or MoE) -> shortcut."""
 
-    def __init__(self, cfg: DeepSeekV3Config):
+    def __init__(self, cfg: DeepSeekV3Config, moe: bool = False):
         super().__init__()
         self.norm1 = RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
         self.att = MultiHeadLatentAttention(
@@ -173,7 +179,7 @@ class DeepSeekV3Block(nn.Module):
             bias=cfg.attention_bias,
         )
         self.norm2 = RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
-        self.ff = SwiGLUFeedForward(cfg.emb_dim, cfg.hidden_dim)
+        self.ff = cfg.moe.feed_forward(cfg.emb_dim) if moe else SwiGLUFeedForward(cfg.emb_dim, cfg.hidden_dim)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache=None) -> torch.Tensor:
         # x: (B, T, C); the pre-norm layout of LlamaQwenBlock, with MLA in place of GQA
@@ -198,7 +204,8 @@ class DeepSeekV3Model(nn.Module):
             self.rope = RoPE(cfg.qk_rope_head_dim, cfg.rope_theta)
         else:
             self.rope = YarnRoPE(cfg.qk_rope_head_dim, cfg.rope_theta, cfg.rope_scaling)
-        self.trf_blocks = nn.ModuleList(DeepSeekV3Block(cfg) for _ in range(cfg.n_layers))
+        moe_layers = () if cfg.moe is None else cfg.moe.layers
+        self.trf_blocks = nn.ModuleList(DeepSeekV3Block(cfg, moe=i in moe_layers) for i in range(cfg.n_layers))
         self.final_norm = RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
@@ -280,15 +287,48 @@ def _rope_from_hf(config: dict) -> tuple[float, YarnRopeScaling | None]:
     return theta, scaling
 
 
-def config_from_hf(config: dict) -> DeepSeekV3Config:
-    """The DeepSeekV3Config of a Hugging Face deepseek_v3 config.json dict (dense layers only)."""
-    n_layers = _required(config, "num_hidden_layers")
+def _moe_from_hf(config: dict, n_layers: int) -> MoESettings | None:
+    """The MoESettings of a deepseek_v3 config.json (transformers' defaults for absent keys), None if all dense."""
     dense = config.get("first_k_dense_replace", 3)  # transformers' default: 3 dense layers, then experts
-    if not isinstance(dense, int) or dense < n_layers:
-        raise ValueError(
-            f"config.json has mixture-of-experts layers (first_k_dense_replace={dense!r} < "
-            f"num_hidden_layers={n_layers}); MoE layers come with notebook 15, this loader builds dense layers only"
+    if dense is None:
+        dense = 3
+    if isinstance(dense, bool) or not isinstance(dense, int) or dense < 0:
+        raise ValueError(f"config.json's first_k_dense_replace must be an int >= 0, got {dense!r}")
+    if dense >= n_layers:
+        return None
+    refused = {
+        "moe_layer_freq": (1, "transformers makes every layer from first_k_dense_replace on MoE"),
+        "scoring_func": ("sigmoid", "DeepSeek-V3 scores experts with a sigmoid"),
+        "topk_method": ("noaux_tc", "DeepSeek-V3 chooses by score + e_score_correction_bias within groups"),
+    }
+    for key, (value, why) in refused.items():
+        if config.get(key, value) not in (None, value):
+            raise ValueError(f"config.json sets {key}={config[key]!r}; only {value!r} is supported ({why})")
+    hidden = config.get("moe_intermediate_size") or 2048
+    shared = config.get("n_shared_experts", 1)
+    if isinstance(shared, bool) or not isinstance(shared, int) or shared < 1:
+        raise ValueError(f"config.json's n_shared_experts must be an int >= 1 (DeepSeek-V3 has 1), got {shared!r}")
+    try:
+        return MoESettings(
+            layers=tuple(range(dense, n_layers)),
+            n_experts=config.get("n_routed_experts") or 256,
+            top_k=config.get("num_experts_per_tok") or 8,
+            hidden_dim=hidden,
+            norm_topk_prob=bool(config.get("norm_topk_prob", True)),
+            routing="deepseek",
+            n_group=config.get("n_group") or 8,
+            topk_group=config.get("topk_group") or 4,
+            routed_scaling_factor=float(config.get("routed_scaling_factor", 2.5)),
+            shared_hidden_dim=shared * hidden,  # n_shared_experts experts of the same width, fused into one
         )
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config.json's mixture-of-experts settings are invalid: {err}") from None
+
+
+def config_from_hf(config: dict) -> DeepSeekV3Config:
+    """The DeepSeekV3Config of a Hugging Face deepseek_v3 config.json dict (dense and MoE layers)."""
+    n_layers = _required(config, "num_hidden_layers")
+    moe = _moe_from_hf(config, n_layers)
     if config.get("quantization_config"):
         method = config["quantization_config"].get("quant_method", "?")
         raise ValueError(f"config.json describes {method}-quantized weights; convert them to bfloat16 first")
@@ -320,6 +360,7 @@ def config_from_hf(config: dict) -> DeepSeekV3Config:
         attention_bias=bool(config.get("attention_bias", False)),
         norm_eps=float(config.get("rms_norm_eps", 1e-6)),
         tie_weights=bool(config.get("tie_word_embeddings", False)),
+        moe=moe,
     )
 
 
@@ -335,9 +376,6 @@ def _hf_names(cfg: DeepSeekV3Config) -> dict[str, str]:
     per_layer = {
         "input_layernorm.weight": "norm1.scale",
         "post_attention_layernorm.weight": "norm2.scale",
-        "mlp.gate_proj.weight": "ff.gate.weight",
-        "mlp.up_proj.weight": "ff.up.weight",
-        "mlp.down_proj.weight": "ff.down.weight",
         "self_attn.kv_a_proj_with_mqa.weight": "att.W_kv_down.weight",
         "self_attn.kv_a_layernorm.weight": "att.latent_norm.scale",
         "self_attn.o_proj.weight": "att.out_proj.weight",
@@ -353,16 +391,28 @@ def _hf_names(cfg: DeepSeekV3Config) -> dict[str, str]:
         per_layer["self_attn.o_proj.bias"] = "att.out_proj.bias"
         if cfg.q_lora_rank is not None:
             per_layer["self_attn.q_a_proj.bias"] = "att.W_query_down.bias"
+    dense = {f"mlp.{p}_proj.weight": f"ff.{p}.weight" for p in ("gate", "up", "down")}
+    moe = {  # the experts themselves are stacked by stack_hf_experts
+        "mlp.gate.weight": "ff.router.weight",
+        "mlp.gate.e_score_correction_bias": "ff.e_score_correction_bias",
+        **{f"mlp.shared_experts.{p}_proj.weight": f"ff.shared_expert.{p}.weight" for p in ("gate", "up", "down")},
+    }
+    moe_layers = () if cfg.moe is None else cfg.moe.layers
     for i in range(cfg.n_layers):
-        names |= {f"model.layers.{i}.{hf}": f"trf_blocks.{i}.{ours}" for hf, ours in per_layer.items()}
+        layer = per_layer | (moe if i in moe_layers else dense)
+        names |= {f"model.layers.{i}.{hf}": f"trf_blocks.{i}.{ours}" for hf, ours in layer.items()}
     return names
 
 
 def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: DeepSeekV3Config) -> dict[str, torch.Tensor]:
-    """Rename Hugging Face DeepSeek-V3 tensors to DeepSeekV3Model's, splitting kv_b_proj into W_UK and W_UV."""
+    """Rename Hugging Face DeepSeek-V3 tensors to DeepSeekV3Model's, splitting kv_b_proj, stacking the experts."""
     names = _hf_names(cfg)
     fused = {f"model.layers.{i}.self_attn.kv_b_proj.weight": i for i in range(cfg.n_layers)}
     given = {k: v for k, v in state_dict.items() if not k.endswith("rotary_emb.inv_freq")}  # old files: a buffer
+    stacked = {}  # popped from `given` (a copy), so what is left is checked below like every other tensor
+    for i in () if cfg.moe is None else cfg.moe.layers:
+        experts = stack_hf_experts(given, f"model.layers.{i}.mlp.experts", cfg.moe.n_experts)
+        stacked |= {f"trf_blocks.{i}.ff.experts.{ours}": w for ours, w in experts.items()}
     if cfg.tie_weights and "lm_head.weight" in given:
         head, embedding = given.pop("lm_head.weight"), given.get("model.embed_tokens.weight")
         if embedding is not None and not head.is_meta and not torch.equal(head, embedding):
@@ -375,7 +425,8 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: DeepSeekV3Confi
     if missing:
         raise ValueError(
             f"checkpoint is missing {_listed(missing)}; are all shards there, and does config.json "
-            "(num_hidden_layers, q_lora_rank, attention_bias, tie_word_embeddings) belong to these weights?"
+            "(num_hidden_layers, first_k_dense_replace, q_lora_rank, attention_bias, tie_word_embeddings) "
+            "belong to these weights?"
         )
     unexpected = sorted(set(given) - expected)
     if unexpected:
@@ -386,6 +437,12 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: DeepSeekV3Confi
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in DeepSeekV3Model(cfg).state_dict().items()}
     per_head = cfg.qk_nope_head_dim + cfg.v_head_dim
+    for ours, tensor in stacked.items():
+        if tuple(tensor.shape) != shapes[ours]:
+            raise ValueError(
+                f"shape mismatch for the experts of {ours!r}: the checkpoint has {tuple(tensor.shape)} stacked, "
+                f"config.json implies {shapes[ours]}; config.json and the weights do not belong together"
+            )
     for hf_name, ours in [*names.items(), *((k, (cfg.n_heads * per_head, cfg.kv_lora_rank)) for k in fused)]:
         want = shapes[ours] if isinstance(ours, str) else ours
         if tuple(given[hf_name].shape) != want:
@@ -393,7 +450,7 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: DeepSeekV3Confi
                 f"shape mismatch for {hf_name!r}: the checkpoint has {tuple(given[hf_name].shape)}, "
                 f"config.json implies {want}; config.json and the weights do not belong together"
             )
-    out = {ours: given[hf_name] for hf_name, ours in names.items()}
+    out = stacked | {ours: given[hf_name] for hf_name, ours in names.items()}
     for hf_name, i in fused.items():
         # kv_b_proj stacks, head by head, qk_nope_head_dim key rows then v_head_dim value rows
         w = given[hf_name].view(cfg.n_heads, per_head, cfg.kv_lora_rank)

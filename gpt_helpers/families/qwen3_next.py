@@ -1,7 +1,7 @@
-"""Qwen3-Next with dense MLP layers: three Gated DeltaNet layers, then one gated full-attention layer (notebook 13).
+"""Qwen3-Next: three Gated DeltaNet layers, then one gated full-attention layer (notebook 13); MoE MLPs (moe.py, 15).
 
 Loaded from Hugging Face checkpoints with model_type "qwen3_next" by gpt_helpers.checkpoints.hf (config_from_hf,
-MODEL_CLASS, state_dict_from_hf). The published model's MoE layers come with notebook 15.
+MODEL_CLASS, state_dict_from_hf). The published model's MLPs are all mixture-of-experts with a gated shared expert.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from ..gpt2.attention import LayerKVCache
 from ..gpt2.model import check_token_ids
 from .gated_deltanet import DeltaNetState, GatedDeltaNet
+from .moe import MoESettings, stack_hf_experts
 from .rope import RoPE, apply_rope
 from .swiglu import SwiGLUFeedForward
 
@@ -39,7 +40,7 @@ __all__ = [
 LINEAR_ATTENTION, FULL_ATTENTION = "linear_attention", "full_attention"  # the names of config.json's layer_types
 
 # The config.json published with Qwen/Qwen3-Next-80B-A3B-Instruct (facts, kept as data). Its MLP layers are all
-# mixture-of-experts (num_experts 512, mlp_only_layers empty), so config_from_hf refuses it as it is.
+# mixture-of-experts (num_experts 512, 10 per token, mlp_only_layers empty) with a gated shared expert.
 QWEN3_NEXT_80B_A3B: dict = {
     "architectures": ["Qwen3NextForCausalLM"],
     "attention_bias": False,
@@ -92,7 +93,7 @@ def hybrid_layer_types(n_layers: int, full_attention_interval: int = 4) -> tuple
 
 @dataclass(frozen=True)
 class Qwen3NextConfig:
-    """Hyper-parameters of a Qwen3-Next model with dense SwiGLU layers, validated on creation."""
+    """Hyper-parameters of a Qwen3-Next model, validated on creation (moe=None: every MLP a dense SwiGLU)."""
 
     vocab_size: int
     context_length: int
@@ -113,6 +114,7 @@ class Qwen3NextConfig:
     norm_eps: float = 1e-6
     tie_weights: bool = False
     chunk_size: int = 64  # tokens per chunk of the chunked delta rule (prompts)
+    moe: MoESettings | None = None  # the mixture-of-experts MLP layers (notebook 15); None: all dense
 
     def __post_init__(self) -> None:
         sizes = (
@@ -167,6 +169,10 @@ class Qwen3NextConfig:
                 raise ValueError(f"Qwen3NextConfig.{name} must be a positive number, got {value!r}")
         if not isinstance(self.tie_weights, bool):
             raise TypeError(f"Qwen3NextConfig.tie_weights must be True or False, got {self.tie_weights!r}")
+        if self.moe is not None and not isinstance(self.moe, MoESettings):
+            raise TypeError(f"Qwen3NextConfig.moe must be None or a MoESettings, got {type(self.moe).__name__}")
+        if self.moe is not None and self.moe.layers and self.moe.layers[-1] >= self.n_layers:
+            raise ValueError(f"Qwen3NextConfig.moe.layers must lie in [0, {self.n_layers - 1}], got {self.moe.layers}")
 
     def with_(self, **changes) -> Qwen3NextConfig:
         """Return a copy with some fields changed (validated again)."""
@@ -233,9 +239,9 @@ class GatedAttention(nn.Module):
 
 
 class Qwen3NextBlock(nn.Module):
-    """Zero-centred RMSNorm -> Gated DeltaNet or gated attention -> shortcut, then RMSNorm -> SwiGLU -> shortcut."""
+    """Zero-centred RMSNorm -> Gated DeltaNet or gated attention -> shortcut, then RMSNorm -> SwiGLU/MoE -> shortcut."""
 
-    def __init__(self, cfg: Qwen3NextConfig, layer_type: str):
+    def __init__(self, cfg: Qwen3NextConfig, layer_type: str, moe: bool = False):
         super().__init__()
         self.layer_type = layer_type
         self.norm1 = ZeroCenteredRMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
@@ -253,7 +259,7 @@ class Qwen3NextBlock(nn.Module):
         else:
             self.att = GatedAttention(cfg.emb_dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, norm_eps=cfg.norm_eps)
         self.norm2 = ZeroCenteredRMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
-        self.ff = SwiGLUFeedForward(cfg.emb_dim, cfg.hidden_dim)
+        self.ff = cfg.moe.feed_forward(cfg.emb_dim) if moe else SwiGLUFeedForward(cfg.emb_dim, cfg.hidden_dim)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layer_cache=None) -> torch.Tensor:
         # x: (B, T, C); layer_cache: a DeltaNetState (linear layers) or a LayerKVCache (full attention), or None
@@ -338,7 +344,10 @@ class Qwen3NextModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.rope = RoPE(cfg.rotary_dim, cfg.rope_theta)  # angles for the rotated part of the full-attention heads
-        self.trf_blocks = nn.ModuleList(Qwen3NextBlock(cfg, kind) for kind in cfg.layer_types)
+        moe_layers = () if cfg.moe is None else cfg.moe.layers
+        self.trf_blocks = nn.ModuleList(
+            Qwen3NextBlock(cfg, kind, moe=i in moe_layers) for i, kind in enumerate(cfg.layer_types)
+        )
         self.final_norm = ZeroCenteredRMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
@@ -408,24 +417,36 @@ def _get(config: dict, key: str):
 
 
 def config_from_hf(config: dict) -> Qwen3NextConfig:
-    """The Qwen3NextConfig of a Hugging Face config.json dict with model_type qwen3_next (dense MLP layers only)."""
+    """The Qwen3NextConfig of a Hugging Face config.json dict with model_type qwen3_next (dense and MoE MLPs)."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be the dict of a config.json, got {type(config).__name__}")
     if config.get("model_type") != "qwen3_next":
         raise ValueError(
             f"config_from_hf reads qwen3_next config.json files, got model_type {config.get('model_type')!r}"
         )
+    from .qwen3_moe import moe_layers_from_hf  # the same rule as Qwen3-MoE's
+
     n_layers = _get(config, "num_hidden_layers")
     # transformers builds a mixture-of-experts MLP in layer i unless i is in mlp_only_layers, when num_experts > 0
-    # and (i + 1) is a multiple of decoder_sparse_step
-    dense = set(config.get("mlp_only_layers") or [])
-    step = config.get("decoder_sparse_step", 1)
-    moe = [i for i in range(n_layers) if i not in dense and config.get("num_experts", 0) > 0 and (i + 1) % step == 0]
-    if moe:
-        raise ValueError(
-            f"config.json has mixture-of-experts MLP layers ({len(moe)} of {n_layers}); MoE layers come with "
-            "notebook 15 (here: num_experts=0 or mlp_only_layers listing every layer)"
-        )
+    # and (i + 1) is a multiple of decoder_sparse_step; absent keys take transformers' defaults
+    n_experts = config.get("num_experts", 512)
+    if isinstance(n_experts, bool) or not isinstance(n_experts, int) or n_experts < 0:
+        raise ValueError(f"config.json's num_experts must be an int >= 0, got {n_experts!r}")
+    layers = moe_layers_from_hf(config) if n_experts else ()
+    moe = None
+    if layers:
+        try:
+            moe = MoESettings(
+                layers=layers,
+                n_experts=n_experts,
+                top_k=config.get("num_experts_per_tok", 10),
+                hidden_dim=config.get("moe_intermediate_size", 512),
+                norm_topk_prob=bool(config.get("norm_topk_prob", True)),
+                shared_hidden_dim=config.get("shared_expert_intermediate_size", 512),
+                shared_expert_gate=True,  # Qwen3-Next scales its shared expert by a per-token sigmoid
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config.json's mixture-of-experts settings are invalid: {err}") from None
     for key, what in (("attention_bias", "biases on the attention projections"), ("use_sliding_window", "a window")):
         if config.get(key):
             raise ValueError(f"config.json sets {key}=true ({what}); gpt_helpers' qwen3_next model has none")
@@ -459,6 +480,7 @@ def config_from_hf(config: dict) -> Qwen3NextConfig:
         rope_theta=float(theta),
         norm_eps=float(config.get("rms_norm_eps", 1e-6)),
         tie_weights=bool(config.get("tie_word_embeddings", False)),
+        moe=moe,
     )
 
 
@@ -480,13 +502,14 @@ def _key_map(cfg: Qwen3NextConfig) -> dict[str, str]:
     names = {"model.embed_tokens.weight": "tok_emb.weight", "model.norm.weight": "final_norm.offset"}
     if not cfg.tie_weights:
         names["lm_head.weight"] = "out_head.weight"
-    common = {
-        "input_layernorm.weight": "norm1.offset",
-        "post_attention_layernorm.weight": "norm2.offset",
-        "mlp.gate_proj.weight": "ff.gate.weight",
-        "mlp.up_proj.weight": "ff.up.weight",
-        "mlp.down_proj.weight": "ff.down.weight",
+    common = {"input_layernorm.weight": "norm1.offset", "post_attention_layernorm.weight": "norm2.offset"}
+    dense = {f"mlp.{p}_proj.weight": f"ff.{p}.weight" for p in ("gate", "up", "down")}
+    moe = {  # the experts themselves are stacked by stack_hf_experts
+        "mlp.gate.weight": "ff.router.weight",
+        "mlp.shared_expert_gate.weight": "ff.shared_expert_gate.weight",
+        **{f"mlp.shared_expert.{p}_proj.weight": f"ff.shared_expert.{p}.weight" for p in ("gate", "up", "down")},
     }
+    moe_layers = () if cfg.moe is None else cfg.moe.layers
     linear = {
         "linear_attn.conv1d.weight": "att.conv.weight",
         "linear_attn.A_log": "att.A_log",
@@ -503,7 +526,7 @@ def _key_map(cfg: Qwen3NextConfig) -> dict[str, str]:
         "self_attn.k_norm.weight": "att.k_norm.offset",
     }
     for i, kind in enumerate(cfg.layer_types):
-        per_layer = common | (linear if kind == LINEAR_ATTENTION else full)
+        per_layer = common | (linear if kind == LINEAR_ATTENTION else full) | (moe if i in moe_layers else dense)
         names |= {f"model.layers.{i}.{hf}": f"trf_blocks.{i}.{ours}" for hf, ours in per_layer.items()}
     return names
 
@@ -523,6 +546,10 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: Qwen3NextConfig
     expected = set(names) | {hf for pair in fused.values() for hf in pair}
     # mtp.*: the published checkpoint's multi-token-prediction layer, which transformers does not load either
     given = {k: v for k, v in state_dict.items() if not k.startswith("mtp.")}
+    stacked = {}  # popped from `given` (a copy), so what is left is checked below like every other tensor
+    for i in () if cfg.moe is None else cfg.moe.layers:
+        experts = stack_hf_experts(given, f"model.layers.{i}.mlp.experts", cfg.moe.n_experts)
+        stacked |= {f"trf_blocks.{i}.ff.experts.{ours}": w for ours, w in experts.items()}
     if cfg.tie_weights and "lm_head.weight" in given:
         head, embedding = given.pop("lm_head.weight"), given.get("model.embed_tokens.weight")
         if embedding is not None and not head.is_meta and not torch.equal(head, embedding):
@@ -540,11 +567,18 @@ def state_dict_from_hf(state_dict: dict[str, torch.Tensor], cfg: Qwen3NextConfig
     if unexpected:
         raise ValueError(
             f"checkpoint has unexpected tensors {_listed(unexpected)}; does config.json (num_hidden_layers, "
-            "layer_types, mlp_only_layers: MoE layers come with notebook 15) belong to these weights?"
+            "layer_types, num_experts, mlp_only_layers, decoder_sparse_step) belong to these weights?"
         )
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in Qwen3NextModel(cfg).state_dict().items()}
     out = {}
+    for ours, tensor in stacked.items():
+        if tuple(tensor.shape) != shapes[ours]:
+            raise ValueError(
+                f"shape mismatch for the experts of {ours!r}: the checkpoint has {tuple(tensor.shape)} stacked, "
+                f"config.json implies {shapes[ours]}; config.json and the weights do not belong together"
+            )
+        out[ours] = tensor
     for ours, (qkvz_name, ba_name) in fused.items():
         layer = ours.split(".")[1]
         hidden = cfg.emb_dim

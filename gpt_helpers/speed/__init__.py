@@ -1,5 +1,17 @@
 """Speed-ups outside the taught modules: same parameters, same outputs (notebook 07, section 6)."""
 
+from .cost import (
+    QWEN3_30B_A3B,
+    arithmetic_intensity,
+    attainable_flops,
+    attention_shape,
+    counted_flops,
+    expected_distinct_experts,
+    forward_flops,
+    parameter_counts,
+    parameter_formula,
+    ridge_intensity,
+)
 from .fused import (
     FusedBlock,
     FusedGELU,
@@ -42,4 +54,14 @@ __all__ = [
     "int8_weight_bytes",
     "save_int8_model",
     "load_int8_model",
+    "QWEN3_30B_A3B",
+    "parameter_counts",
+    "parameter_formula",
+    "attention_shape",
+    "forward_flops",
+    "counted_flops",
+    "expected_distinct_experts",
+    "arithmetic_intensity",
+    "attainable_flops",
+    "ridge_intensity",
 ]

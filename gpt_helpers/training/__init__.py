@@ -1,5 +1,17 @@
-"""Part 2, notebook 08: datasets, the loss, a training loop, saving models, and the Zen of Python run."""
+"""Part 2, notebook 08: datasets, the loss, a training loop, saving models, the Zen of Python run; 17: pretraining."""
 
+from .data import (
+    DATA_FORMAT_VERSION,
+    STDLIB_LICENSE,
+    WindowSampler,
+    eval_windows,
+    find_documents,
+    load_data_dir,
+    prepare_data,
+    read_document,
+    split_documents,
+    stdlib_sources,
+)
 from .loop import (
     CONFIG_METADATA_KEY,
     TokenWindowDataset,
@@ -9,6 +21,19 @@ from .loop import (
     load_model,
     save_model,
     train_model,
+)
+from .optim import accumulate_gradients, clip_gradients, lr_at, param_groups
+from .pretraining import (
+    Distributed,
+    PretrainSettings,
+    flops_per_token,
+    latest_checkpoint,
+    load_checkpoint,
+    measure_peak_flops,
+    pretrain,
+    save_checkpoint,
+    setup_distributed,
+    wrap_model,
 )
 from .zen import (
     ZEN_CONFIG,
@@ -30,4 +55,28 @@ __all__ = [
     "ZenRun",
     "zen_of_python",
     "train_zen_model",
+    "DATA_FORMAT_VERSION",
+    "STDLIB_LICENSE",
+    "stdlib_sources",
+    "find_documents",
+    "read_document",
+    "split_documents",
+    "prepare_data",
+    "load_data_dir",
+    "WindowSampler",
+    "eval_windows",
+    "PretrainSettings",
+    "lr_at",
+    "param_groups",
+    "clip_gradients",
+    "accumulate_gradients",
+    "flops_per_token",
+    "measure_peak_flops",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "Distributed",
+    "setup_distributed",
+    "wrap_model",
+    "pretrain",
 ]

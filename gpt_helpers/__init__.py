@@ -149,6 +149,7 @@ from .training.loop import (
     save_model,
     train_model,
 )
+from .training.moe_balance import BALANCE_MODES, BalanceRun, moe_zen_model, train_moe_balance, zen_token_ids
 from .training.optim import accumulate_gradients, clip_gradients, lr_at, param_groups
 from .training.pretraining import (
     Distributed,
@@ -192,6 +193,11 @@ for _old, _module in _OLD_MODULE_PATHS.items():
     globals()[_old] = _module
 
 __all__ = [
+    "BALANCE_MODES",
+    "BalanceRun",
+    "zen_token_ids",
+    "moe_zen_model",
+    "train_moe_balance",
     "CONFIG_METADATA_KEY",
     "DATA_FORMAT_VERSION",
     "DEEPSEEK_V3_CONFIG",

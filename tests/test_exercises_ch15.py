@@ -164,19 +164,63 @@ def test_float32_answers_pass(solved, ex_id):
 # (exercise, code that turns a right answer into a wrong one, the message the self-check must give)
 WRONG = [
     # 15.1
-    ("15.1", "_r = route_topk\ndef route_topk(logits, k, renormalize):\n    return _r(logits, k, not renormalize)", "weights off"),
-    ("15.1", "def route_topk(logits, k, renormalize):\n    w, e = logits.topk(k, -1)\n    return (w / w.sum(-1, keepdim=True) if renormalize else w), e", "weights off"),  # no softmax
-    ("15.1", "def route_topk(logits, k, renormalize):\n    w, e = logits.softmax(-1).topk(k, -1, largest=False)\n    return w, e", "chosen experts are wrong"),
-    ("15.1", "def route_topk(logits, k, renormalize):\n    w, e = logits.softmax(-1).topk(k, -1)\n    return w.flip(-1), e.flip(-1)", "best first"),
-    ("15.1", "def route_topk(logits, k, renormalize):\n    logits -= logits.max(-1, keepdim=True).values\n    w, e = logits.softmax(-1).topk(k, -1)\n    return (w / w.sum(-1, keepdim=True) if renormalize else w), e", "must not change the logits"),
-    ("15.1", "def route_topk(logits, k, renormalize):\n    w, e = logits.softmax(0).topk(k, -1)\n    return (w / w.sum(-1, keepdim=True) if renormalize else w), e", "wrong"),  # softmax over tokens
+    (
+        "15.1",
+        "_r = route_topk\ndef route_topk(logits, k, renormalize):\n    return _r(logits, k, not renormalize)",
+        "weights off",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.topk(k, -1)\n"
+        "    return (w / w.sum(-1, keepdim=True) if renormalize else w), e",
+        "weights off",
+    ),  # no softmax
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.softmax(-1).topk(k, -1, largest=False)\n"
+        "    return w, e",
+        "chosen experts are wrong",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.softmax(-1).topk(k, -1)\n"
+        "    return w.flip(-1), e.flip(-1)",
+        "best first",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    logits -= logits.max(-1, keepdim=True).values\n"
+        "    w, e = logits.softmax(-1).topk(k, -1)\n"
+        "    return (w / w.sum(-1, keepdim=True) if renormalize else w), e",
+        "must not change the logits",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.softmax(0).topk(k, -1)\n"
+        "    return (w / w.sum(-1, keepdim=True) if renormalize else w), e",
+        "wrong",
+    ),  # softmax over tokens
     ("15.1", "kept_share = 1.0", "kept_share is wrong"),
     ("15.1", "kept_share = float(torch.tensor([2.0, 1.0, 0.0, -1.0]).softmax(-1)[0])", "kept_share is wrong"),  # k = 1
     ("15.1", "kept_share_renorm = kept_share", "kept_share_renorm is wrong"),
     ("15.1", "kept_share = None", "parts 2 and 3 are missing"),
     # 15.2
-    ("15.2", "def deepseek_choose(logits, bias, k, n_group, topk_group):\n    return (logits.sigmoid() + bias).topk(k, -1).indices", "choose other experts (E = 16, n_group = 4"),  # no groups
-    ("15.2", "def deepseek_choose(logits, bias, k, n_group, topk_group):\n    return logits.sigmoid().topk(k, -1).indices", "choose other experts"),  # bias ignored
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    return (logits.sigmoid() + bias).topk(k, -1).indices",
+        "choose other experts (E = 16, n_group = 4",
+    ),  # no groups
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n    return logits.sigmoid().topk(k, -1).indices",
+        "choose other experts",
+    ),  # bias ignored
     (
         "15.2",
         "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
@@ -199,13 +243,30 @@ WRONG = [
         "    return g.masked_fill(~mask[:, :, None], float('-inf')).transpose(1, 2).reshape(n, e).topk(k, -1).indices",
         "choose other experts",
     ),
-    ("15.2", "_c = deepseek_choose\ndef deepseek_choose(logits, bias, k, n_group, topk_group):\n    bias += 0\n    logits.sigmoid_()\n    return _c(logits, bias, k, n_group, topk_group)", "must not change its inputs"),
+    (
+        "15.2",
+        "_c = deepseek_choose\n"
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    bias += 0\n"
+        "    logits.sigmoid_()\n"
+        "    return _c(logits, bias, k, n_group, topk_group)",
+        "must not change its inputs",
+    ),
     ("15.2", "candidates_v3 = 256", "candidates_v3 is wrong"),
     ("15.2", "candidates_v3 = 8 * 4", "candidates_v3 is wrong"),
     ("15.2", "candidates_v3 = None", "part 2 is missing"),
     # 15.3
-    ("15.3", "def grouped_forward(experts_module, x, weights, experts):\n    return experts_module.forward_naive(x, weights, experts)", "do not call forward_naive"),
-    ("15.3", "def grouped_forward(experts_module, x, weights, experts):\n    return experts_module(x, weights, experts)", "do not call forward"),
+    (
+        "15.3",
+        "def grouped_forward(experts_module, x, weights, experts):\n"
+        "    return experts_module.forward_naive(x, weights, experts)",
+        "do not call forward_naive",
+    ),
+    (
+        "15.3",
+        "def grouped_forward(experts_module, x, weights, experts):\n    return experts_module(x, weights, experts)",
+        "do not call forward",
+    ),
     (
         "15.3",
         "def grouped_forward(experts_module, x, weights, experts):\n"
@@ -258,7 +319,11 @@ WRONG = [
         "off by",
     ),
     # 15.4
-    ("15.4", "_a = aux_loss\ndef aux_loss(router_logits, k):\n    return _a(router_logits, k) / router_logits.shape[1]", "aux_loss is"),  # no factor E
+    (
+        "15.4",
+        "_a = aux_loss\ndef aux_loss(router_logits, k):\n    return _a(router_logits, k) / router_logits.shape[1]",
+        "aux_loss is",
+    ),  # no factor E
     (
         "15.4",
         "def aux_loss(router_logits, k):\n"
@@ -282,14 +347,40 @@ WRONG = [
         "def aux_loss(router_logits, k):\n"
         "    n, e = router_logits.shape\n"
         "    p = router_logits.softmax(-1)\n"
-        "    f = (p * torch.zeros_like(p).scatter(1, p.topk(k, -1).indices, 1.0)).sum(0) / n\n"  # f with a gradient
-        "    return e * (f.detach() * p.mean(0)).sum() + e * ((f - f.detach()) * p.mean(0).detach()).sum()",
+        "    f = torch.bincount(p.topk(k, -1).indices.flatten(), minlength=e) / n\n"
+        "    return e * (f * p.mean(0).detach()).sum()",  # the right value, but P_e detached: no gradient at all
+        "carries no gradient",
+    ),
+    (
+        "15.4",
+        "def aux_loss(router_logits, k):\n"
+        "    n, e = router_logits.shape\n"
+        "    p = router_logits.softmax(-1)\n"
+        "    f = torch.bincount(p.topk(k, -1).indices.flatten(), minlength=e) / n\n"
+        "    f = f + p.mean(0) - p.mean(0).detach()\n"  # the right value, but f_e now carries P_e's gradient
+        "    return e * (f * p.mean(0)).sum()",
         "the gradient is off",
     ),
-    ("15.4", "def bias_step(bias, load, rate):\n    return bias - rate * torch.sign(load.float().mean() - load)", "wrong bias for load [10, 2, 4, 0]"),  # the wrong way
-    ("15.4", "def bias_step(bias, load, rate):\n    return bias + rate * (load.float().mean() - load)", "wrong bias"),  # not the sign
-    ("15.4", "def bias_step(bias, load, rate):\n    return bias + rate * torch.where(load > load.float().mean(), -1.0, 1.0)", "wrong bias for load [3, 3, 3, 3]"),
-    ("15.4", "def bias_step(bias, load, rate):\n    bias += rate * torch.sign(load.float().mean() - load)\n    return bias", "must not change the bias"),
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    return bias - rate * torch.sign(load.float().mean() - load)",
+        "wrong bias for load [10, 2, 4, 0]",
+    ),  # the wrong way
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    return bias + rate * (load.float().mean() - load)",
+        "wrong bias",
+    ),  # not the sign
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    return bias + rate * torch.where(load > load.float().mean(), -1.0, 1.0)",
+        "wrong bias for load [10, 2, 4, 0]",  # load 4 is the mean there: its bias must not move
+    ),
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    bias += rate * torch.sign(load.float().mean() - load)\n    return bias",
+        "must not change the bias",
+    ),
     ("15.4", "aux_collapsed = 1.0", "aux_collapsed is wrong"),
     ("15.4", "aux_collapsed = 256", "aux_collapsed is wrong"),
     ("15.4", "aux_collapsed = None", "part 3 is missing"),

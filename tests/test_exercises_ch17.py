@@ -231,7 +231,8 @@ WRONG = [
     ),
     (
         "17.2",
-        "def decayed_names(model):\n    return [n for n, p in model.named_parameters() if p.dim() >= 2 and 'emb' not in n]",
+        "def decayed_names(model):\n"
+        "    return [n for n, p in model.named_parameters() if p.dim() >= 2 and 'emb' not in n]",
         "should return a set",
     ),
     ("17.2", "n_decayed_124m = 124_439_808 - 50257 * 768", "off by +907,776"),  # position embedding, biases, norms

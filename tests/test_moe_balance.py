@@ -31,7 +31,7 @@ def test_model_has_float64_moe_layers_and_leaves_the_rng_alone():
     assert layers[0].e_score_correction_bias.dtype == torch.float64
     assert (layers[0].n_experts, layers[0].top_k, layers[0].norm_topk_prob) == (16, 1, False)
     same = moe_zen_model(112, routing="deepseek")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True))
 
 
 def test_run_is_deterministic_and_counts_every_token():
@@ -56,7 +56,7 @@ def test_aux_loss_changes_training_only_through_its_coefficient():
 def test_bias_mode_moves_each_bias_by_the_rate_towards_the_mean_load():
     run = train_moe_balance("bias", routing="deepseek", bias_rate=0.01, num_steps=1, batch_size=2)
     load = run.step_loads[0]  # (layers, E) of the one step
-    for layer, block in zip(load, run.model.trf_blocks):
+    for layer, block in zip(load, run.model.trf_blocks, strict=True):
         expected = 0.01 * torch.sign(layer.double().mean() - layer.double())
         torch.testing.assert_close(block.ff.e_score_correction_bias, expected, rtol=0, atol=1e-12)
     fixed = train_moe_balance("none", routing="deepseek", num_steps=1, batch_size=2)
@@ -82,5 +82,10 @@ def test_bad_arguments_get_one_line_errors(kwargs, error, message):
 
 
 def test_public_names():
-    assert set(moe_balance.__all__) == {"BALANCE_MODES", "BalanceRun", "zen_token_ids", "moe_zen_model",
-                                        "train_moe_balance"}
+    assert set(moe_balance.__all__) == {
+        "BALANCE_MODES",
+        "BalanceRun",
+        "zen_token_ids",
+        "moe_zen_model",
+        "train_moe_balance",
+    }

@@ -1,4 +1,4 @@
-"""Part 2, notebook 08: datasets, the loss, a training loop, saving models, the Zen of Python run; 17: pretraining."""
+"""Training: notebook 08 (loss, loop, saving, the Zen run), 15 (MoE load balance), 17 (pretraining)."""
 
 from .data import (
     DATA_FORMAT_VERSION,
@@ -22,6 +22,7 @@ from .loop import (
     save_model,
     train_model,
 )
+from .moe_balance import BALANCE_MODES, BalanceRun, moe_zen_model, train_moe_balance, zen_token_ids
 from .optim import accumulate_gradients, clip_gradients, lr_at, param_groups
 from .pretraining import (
     Distributed,
@@ -79,4 +80,9 @@ __all__ = [
     "setup_distributed",
     "wrap_model",
     "pretrain",
+    "BALANCE_MODES",
+    "BalanceRun",
+    "zen_token_ids",
+    "moe_zen_model",
+    "train_moe_balance",
 ]

@@ -109,7 +109,7 @@ def train_moe_balance(
             optimizer.step()
             loads = torch.stack([expert_load(m.last_experts, n_experts) for m in moe_layers])  # (layers, E)
             if balance == "bias":  # after the step, from this batch's load: no gradient involved
-                for m, load in zip(moe_layers, loads):
+                for m, load in zip(moe_layers, loads, strict=True):
                     update_routing_bias_(m.e_score_correction_bias, load, bias_rate)
             losses.append(loss.item())
             step_loads.append(loads)

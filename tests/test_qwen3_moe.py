@@ -225,3 +225,19 @@ def test_bad_checkpoints(pair, tmp_path, change, message):
     with pytest.raises(ValueError, match=message) as err:
         load_hf_checkpoint(_copy_with(folder, tmp_path, change))
     assert "\n" not in str(err.value)
+
+
+def test_benchmark_runs_on_a_tiny_model():
+    """benchmarks/family_qwen3_moe.py: equal logits and greedy tokens, then timings (tiny: checks the script)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "family_qwen3_moe.py"
+    spec = importlib.util.spec_from_file_location("family_qwen3_moe", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("family_qwen3_moe", module)
+    spec.loader.exec_module(module)
+    result = module.run(repeats=1, tiny=True, new_tokens=3)
+    assert result["logits_max_abs_diff"] < 1e-4 and result["same_tokens"]
+    assert set(result["tokens_per_s"]) == {"ours", "hf"} and all(v > 0 for v in result["tokens_per_s"].values())

@@ -156,6 +156,24 @@ OTHER_RIGHT = [
         "    return n_experts - n_experts * ((n_experts - top_k) / n_experts) ** n_tokens",
     ),
     ("16.4", "half_batch = int(math.ceil(math.log(0.5) / math.log(1 - 8 / 128)))"),
+    # NumPy scalars and one-element tensors are numbers too
+    (
+        "16.1",
+        "import numpy as np\n_right = active_matrix_params\n"
+        "def active_matrix_params(config):\n    return np.int64(_right(config))",
+    ),
+    (
+        "16.1",
+        "_right = active_matrix_params\ndef active_matrix_params(config):\n    return torch.tensor(_right(config))",
+    ),
+    ("16.1", "gflop_per_token = 73.25"),  # the figure rounded to two decimals
+    ("16.2", "import numpy as np\ncrossover = np.int64(crossover)"),
+    ("16.4", "import numpy as np\nhalf_batch = np.int64(half_batch)"),
+    (
+        "16.4",  # exact by counting: an expert escapes a token's k-subset in C(E - 1, k) of C(E, k) cases
+        "def expected_experts(n_experts, top_k, n_tokens):\n"
+        "    return n_experts * (1 - (math.comb(n_experts - 1, top_k) / math.comb(n_experts, top_k)) ** n_tokens)",
+    ),
 ]
 
 
@@ -262,10 +280,22 @@ WRONG = [
     ("16.2", _WRAP_16_2.format("_right(matrix_params, layers, heads, qk_dim, qk_dim, n_tokens, causal)"), "is wrong"),
     ("16.2", _WRAP_16_2.format("_right(matrix_params, layers, heads, qk_dim, v_dim, n_tokens, True)"), "is wrong"),
     ("16.2", "crossover = crossover + 1", "not the shortest"),
-    ("16.2", "crossover = crossover - 1", "not the shortest"),
+    ("16.2", "crossover = crossover - 1", "is too short"),
     ("16.2", "crossover = float(crossover)", "should be an int"),
     ("16.2", "crossover = None", "part 2 is missing"),
-    ("16.2", "crossover = 1024", "not the shortest"),
+    ("16.2", "crossover = 1024", "is too short"),
+    ("16.2", "crossover = 6703", "count the keys causally"),  # the full T x T square, not the causal count
+    ("16.2", "crossover = 0", "should be a positive int"),
+    # the token's own key left out of the causal count: j keys, not j + 1
+    (
+        "16.2",
+        _WRAP_16_2.format(
+            "_right(matrix_params, layers, heads, qk_dim, v_dim, n_tokens, causal)"
+            " - (layers * 2 * heads * (qk_dim + v_dim) * n_tokens if causal else 0)"
+        ),
+        "prefill_flops(1000, 2, 4, 16, 16, 24, True) 不对",
+    ),
+    ("16.2", _WRAP_16_2.format("None"), "prefill_flops(1000, 2, 4, 16, 16, 24, True) 不对"),  # no return
     # 16.3
     (
         "16.3",
@@ -301,6 +331,29 @@ WRONG = [
     ("16.3", "limit_1024 = 2 * _matrix / (1024 * _kv_bytes_per_position)", "limit_1024 is wrong"),
     ("16.3", "limit_1024 = decode_intensity(64, 1024)", "limit_1024 is wrong"),
     ("16.3", "limit_1024 = None", "part 3 is missing"),
+    ("16.3", _WRAP_16_3.format("None"), "should be a number, got NoneType"),  # no return
+    (
+        "16.3",
+        _WRAP_16_3.format(
+            "batch * forward_flops(_matrix, _gpt2, 1, context)"
+            " / (4 * 124_439_808 + batch * context * _kv_bytes_per_position)"
+        ),
+        "decode_intensity(1, 0) 不对",  # the position table counted as read
+    ),
+    (
+        "16.3",
+        _WRAP_16_3.format(
+            "batch * forward_flops(_matrix, _gpt2, 1, max(context - 1, 0))"
+            " / (_weight_bytes + batch * context * _kv_bytes_per_position)"
+        ),
+        "decode_intensity(1, 1024) 不对",  # the new token's own key left out
+    ),
+    (
+        "16.3",
+        "def bound(intensity, peak_flops, bandwidth):\n"
+        "    return 'Memory' if intensity < peak_flops / bandwidth else 'Compute'",
+        "should be 'memory', got 'Memory'",
+    ),
     # 16.4
     (
         "16.4",
@@ -320,11 +373,22 @@ WRONG = [
         "expected_experts(128, 8, 1) 不对",  # right on the 4-expert example by chance, wrong elsewhere
     ),
     ("16.4", "half_batch = half_batch + 1", "not the smallest"),
-    ("16.4", "half_batch = half_batch - 1", "not the smallest"),
-    ("16.4", "half_batch = 8", "not the smallest"),  # k * B = 64 without overlap
+    ("16.4", "half_batch = half_batch - 1", "is too small"),
+    ("16.4", "half_batch = 8", "is too small"),  # k * B = 64 without overlap
     ("16.4", "half_batch = 12", "not the smallest"),  # with replacement
     ("16.4", "half_batch = 11.0", "should be an int"),
     ("16.4", "half_batch = None", "part 2 is missing"),
+    (
+        "16.4",
+        "def expected_experts(n_experts, top_k, n_tokens):\n    return 1 - (1 - top_k / n_experts) ** n_tokens",
+        "should be 3.0",  # the share of the experts, not their number
+    ),
+    ("16.4", "def expected_experts(n_experts, top_k, n_tokens):\n    pass", "should be a number, got NoneType"),
+    ("16.1", "gflop_per_token = active_matrix_params(DEEPSEEK_V3_CONFIG) / 1e9", "2 FLOPs"),
+    ("16.1", "gflop_per_token = 2 * active_matrix_params(DEEPSEEK_V3_CONFIG)", "billions of FLOPs"),
+    ("16.1", "gflop_per_token = 73.2", "gflop_per_token is wrong"),  # rounded too far (73.25 is right)
+    ("16.1", "gflop_per_token = 2 * 37.55", "gflop_per_token is wrong"),  # the embedding counted
+    ("16.1", "gflop_per_token = '73.25'", "should be a number, got str"),
 ]
 
 

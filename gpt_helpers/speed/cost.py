@@ -204,7 +204,8 @@ def forward_flops(matrix_params: int, attention: Mapping, n_tokens: int, context
     touches: parameter_counts' "active_matrix"), plus attention: each new token scores its
     keys (q . k, qk_dim) and sums its values (v_dim), 2 FLOPs each, in every head of every attention layer.
     causal=True counts the keys a token may see (context + its position + 1); causal=False the whole square,
-    which is what scaled_dot_product_attention computes (and FlopCounterMode counts) for a prefill.
+    which the math form of scaled_dot_product_attention computes (what counted_flops runs and counts); the
+    fused CPU kernel with is_causal=True skips most masked blocks, so its work lies between the two.
     """
     if n_tokens < 1 or context < 0:
         raise ValueError(f"need n_tokens >= 1 and context >= 0, got n_tokens={n_tokens}, context={context}")
@@ -235,7 +236,7 @@ def expected_distinct_experts(n_experts: int, top_k: int, n_tokens: int) -> floa
     """Experts of one layer that n_tokens tokens touch, on average, if each picks top_k of n_experts at random.
 
     An expert escapes one token with probability 1 - top_k / n_experts, and all n_tokens (independent) tokens
-    with that to the power n_tokens.
+    with that to the power n_tokens: exact for uniform random sets of top_k distinct experts per token.
     """
     if not 0 < top_k <= n_experts or n_tokens < 0:
         raise ValueError(f"need 0 < top_k <= n_experts and n_tokens >= 0, got {top_k}, {n_experts}, {n_tokens}")

@@ -186,8 +186,8 @@ def _rope_settings(config: dict) -> tuple[float, Llama3RopeScaling | None]:
         return float(theta), None
     if kind != "llama3":
         raise ValueError(
-            f"RoPE scaling type {kind!r} in config.json is not supported; "
-            "gpt_helpers implements 'default' (no scaling) and 'llama3'"
+            f"RoPE scaling type {kind!r} in config.json is not supported for llama/qwen3; "
+            "gpt_helpers' Llama/Qwen3 loader implements 'default' (no scaling) and 'llama3'"
         )
     try:
         scaling = Llama3RopeScaling(

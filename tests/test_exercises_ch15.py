@@ -128,6 +128,43 @@ OTHER_RIGHT = [
         "    return choice.where(mask.repeat_interleave(g.shape[-1], dim=1), -1e9).argsort(-1, descending=True)[:, :k]",
     ),
     ("15.4", "aux_collapsed = 16"),
+    ("15.1", "import math\nkept_share = 1 / (1 + math.exp(-2))"),  # (e^2 + e) / (e^2 + e + 1 + 1/e) = sigmoid(2)
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"  # a plain Python loop over tokens
+        "    c = logits.sigmoid() + bias\n"
+        "    per = c.shape[1] // n_group\n"
+        "    rows = []\n"
+        "    for row in c.tolist():\n"
+        "        groups = [sum(sorted(row[g * per : (g + 1) * per])[-2:]) for g in range(n_group)]\n"
+        "        keep = sorted(range(n_group), key=lambda g: -groups[g])[:topk_group]\n"
+        "        pool = [i for g in keep for i in range(g * per, (g + 1) * per)]\n"
+        "        rows.append(sorted(pool, key=lambda i: -row[i])[:k])\n"
+        "    return torch.tensor(rows)",
+    ),
+    (
+        "15.3",
+        "def grouped_forward(experts_module, x, weights, experts):\n"  # masks, out[rows] += (a token picks e once)
+        "    out = torch.zeros_like(x)\n"
+        "    for e in torch.unique(experts).tolist():\n"
+        "        m = experts == e\n"
+        "        rows = m.any(1)\n"
+        "        out[rows] += (weights * m).sum(1)[rows, None] * experts_module.expert(e, x[rows])\n"
+        "    return out",
+    ),
+    (
+        "15.4",
+        "def aux_loss(router_logits, k):\n"  # float64 and one_hot
+        "    p = router_logits.double().softmax(-1)\n"
+        "    mask = F.one_hot(p.topk(k, -1).indices, p.shape[1]).sum(1).double()\n"
+        "    return p.shape[1] * (mask.mean(0) * p.mean(0)).sum()\n"
+        "def bias_step(bias, load, rate):\n"
+        "    out = bias.clone()\n"
+        "    m = load.double().mean()\n"
+        "    out[load > m] -= rate\n"
+        "    out[load < m] += rate\n"
+        "    return out",
+    ),
 ]
 
 
@@ -384,6 +421,133 @@ WRONG = [
     ("15.4", "aux_collapsed = 1.0", "aux_collapsed is wrong"),
     ("15.4", "aux_collapsed = 256", "aux_collapsed is wrong"),
     ("15.4", "aux_collapsed = None", "part 3 is missing"),
+    # found by an outside read
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n    w, e = logits.topk(k, -1)\n    return w.softmax(-1), e",
+        "weights off",
+    ),  # softmax over the k best logits only: right when renormalised, wrong when not
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.log_softmax(-1).topk(k, -1)\n"
+        "    return (w / w.sum(-1, keepdim=True) if renormalize else w), e",
+        "weights off",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.softmax(-1).topk(k, -1)\n"
+        "    return (w / w.sum() if renormalize else w), e",  # one sum over the whole batch
+        "weights off",
+    ),
+    (
+        "15.1",
+        "def route_topk(logits, k, renormalize):\n"
+        "    w, e = logits.softmax(-1).topk(k, -1)\n"
+        "    return (w / w.sum(-1, keepdim=True) if renormalize else w), e.tolist()",
+        "should both be tensors",
+    ),
+    ("15.1", "kept_share = 0.88", "kept_share is wrong"),  # rounded too far
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    s = logits.sigmoid()\n"
+        "    n, e = s.shape\n"
+        "    keep = s.view(n, n_group, -1).topk(2, -1).values.sum(-1).topk(topk_group, -1).indices\n"  # no bias
+        "    mask = torch.zeros(n, n_group, dtype=torch.bool).scatter(1, keep, True)\n"
+        "    c = (s + bias).view(n, n_group, -1).masked_fill(~mask[:, :, None], float('-inf'))\n"
+        "    return c.view(n, e).topk(k, -1).indices",
+        "choose other experts",
+    ),
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    g = (logits.sigmoid() + bias).view(logits.shape[0], n_group, -1)\n"
+        "    keep = g.sum(-1).topk(topk_group, -1).indices\n"  # a group's score: all of its experts
+        "    mask = torch.zeros(logits.shape[0], n_group, dtype=torch.bool).scatter(1, keep, True)\n"
+        "    return g.masked_fill(~mask[:, :, None], float('-inf')).flatten(1).topk(k, -1).indices",
+        "choose other experts",
+    ),
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    g = (logits.sigmoid() + bias).view(logits.shape[0], n_group, -1)\n"
+        "    keep = g.topk(2, -1).values.sum(-1).topk(topk_group, -1).indices\n"
+        "    mask = torch.zeros(logits.shape[0], n_group, dtype=torch.bool).scatter(1, keep, True)\n"
+        "    return g.masked_fill(~mask[:, :, None], 0.0).flatten(1).topk(k, -1).indices",  # 0 where -inf belongs
+        "choose other experts",
+    ),
+    (
+        "15.2",
+        "def deepseek_choose(logits, bias, k, n_group, topk_group):\n"
+        "    g = (logits + bias).view(logits.shape[0], n_group, -1)\n"  # no sigmoid
+        "    keep = g.topk(2, -1).values.sum(-1).topk(topk_group, -1).indices\n"
+        "    mask = torch.zeros(logits.shape[0], n_group, dtype=torch.bool).scatter(1, keep, True)\n"
+        "    return g.masked_fill(~mask[:, :, None], float('-inf')).flatten(1).topk(k, -1).indices",
+        "choose other experts",
+    ),
+    ("15.2", "candidates_v3 = 32", "candidates_v3 is wrong"),  # one group
+    (
+        "15.3",
+        "def grouped_forward(experts_module, x, weights, experts):\n"
+        "    out = torch.zeros_like(x)\n"
+        "    for j in range(experts.shape[1]):\n"  # per slot: an expert runs once for each slot it appears in
+        "        for e in experts[:, j].unique().tolist():\n"
+        "            rows = (experts[:, j] == e).nonzero().flatten()\n"
+        "            out[rows] += weights[rows, j, None] * experts_module.expert(e, x[rows])\n"
+        "    return out",
+        "should run once for each of",
+    ),
+    (
+        "15.3",
+        "def grouped_forward(experts_module, x, weights, experts):\n"
+        "    out = torch.zeros_like(x)\n"
+        "    for e in experts.unique().tolist():\n"
+        "        tokens, slots = (experts == e).nonzero(as_tuple=True)\n"
+        "        out.index_add_(0, tokens, experts_module.expert(e, x[tokens] * weights[tokens, slots, None]))\n"
+        "    return out",  # the weight scales the input, not the output
+        "off by",
+    ),
+    (
+        "15.4",
+        "def aux_loss(router_logits, k):\n"
+        "    n, e = router_logits.shape\n"
+        "    p = router_logits.softmax(-1)\n"
+        "    w, idx = p.topk(k, -1)\n"
+        "    f = torch.bincount(idx.flatten(), minlength=e) / n\n"
+        "    return e * (f * torch.zeros_like(p).scatter(1, idx, w).mean(0)).sum()",  # P_e over the chosen only
+        "aux_loss is",
+    ),
+    (
+        "15.4",
+        "def aux_loss(router_logits, k):\n"
+        "    n, e = router_logits.shape\n"
+        "    p = router_logits.softmax(0)\n"  # softmax over the tokens
+        "    f = torch.bincount(p.topk(k, -1).indices.flatten(), minlength=e) / n\n"
+        "    return e * (f * p.mean(0)).sum()",
+        "aux_loss is",
+    ),
+    (
+        "15.4",
+        "def aux_loss(router_logits, k):\n"
+        "    n, e = router_logits.shape\n"
+        "    p = router_logits.softmax(-1)\n"
+        "    f = torch.bincount(p.topk(k, -1).indices.flatten(), minlength=e) / n\n"
+        "    return e * (f * p.sum(0)).sum()",  # P_e summed, not averaged
+        "aux_loss is",
+    ),
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    return bias + rate * torch.sign(load.float().median() - load)",
+        "wrong bias for load [10, 2, 4, 0]",
+    ),  # the median, not the mean
+    (
+        "15.4",
+        "def bias_step(bias, load, rate):\n    return (bias + rate * torch.sign(load.float().mean() - load)).tolist()",
+        "should return a tensor shaped like bias",
+    ),
+    ("15.4", "aux_collapsed = 15.0", "aux_collapsed is wrong"),
 ]
 
 

@@ -128,6 +128,17 @@ OTHER_RIGHT = [
         "        total += rows * p[0].numel() * 16\n"
         "    return total",
     ),
+    (
+        "17.4",
+        "def accumulate(model, micro_batches):\n"
+        "    counts = [int((y != -100).sum()) for _, y in micro_batches]\n"
+        "    total = 0.0\n"
+        "    for (x, y), count in zip(micro_batches, counts):\n"
+        "        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())\n"  # each micro-batch's mean,
+        "        (loss * count / sum(counts)).backward()\n"  # weighted by its share of the valid targets
+        "        total += loss.item() * count / sum(counts)\n"
+        "    return total",
+    ),
 ]
 
 
@@ -206,6 +217,33 @@ WRONG = [
         "    return min_lr + (max_lr - min_lr) * (1 - p)",  # linear decay
         "my_lr_at(",
     ),
+    (
+        "17.1",
+        "def my_lr_at(step, max_lr, warmup, total_steps, min_lr=0.0):\n"
+        "    if step < warmup:\n"
+        "        return max_lr * (step + 1) / warmup\n"
+        "    p = min(1.0, (step - warmup) / (total_steps - warmup))\n"
+        "    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi / 2 * p))",  # a quarter of a cosine
+        "my_lr_at(",
+    ),
+    (
+        "17.1",
+        "def my_lr_at(step, max_lr, warmup, total_steps, min_lr=0.0):\n"
+        "    if step <= warmup:\n"  # one warmup step too many: above max_lr at step `warmup`
+        "        return max_lr * (step + 1) / warmup\n"
+        "    p = min(1.0, (step - warmup) / (total_steps - warmup))\n"
+        "    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * p))",
+        "my_lr_at(100, max_lr=0.0006",
+    ),
+    (
+        "17.1",
+        "def my_lr_at(step, max_lr, warmup, total_steps, min_lr=0.0):\n"
+        "    if step < warmup:\n"
+        "        return max_lr * (step + 1) / warmup\n"
+        "    p = min(1.0, (step - warmup) / (total_steps - 1 - warmup))\n"  # min_lr at the last step, not at total
+        "    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * p))",
+        "total_steps=1100",
+    ),
     ("17.1", "lr_300 = 6e-4", "lr_300 is wrong"),
     ("17.1", "lr_300 = my_lr_at(299, 6e-4, 100, 1100, 6e-5)", "lr_300 is wrong"),  # one step off
     ("17.1", "first_below_half = 0", "the first step after warmup"),  # forgot the warmup
@@ -234,6 +272,25 @@ WRONG = [
         "def decayed_names(model):\n"
         "    return [n for n, p in model.named_parameters() if p.dim() >= 2 and 'emb' not in n]",
         "should return a set",
+    ),
+    (
+        "17.2",
+        "def decayed_names(model):\n"
+        "    return {p for n, p in model.named_parameters() if p.dim() >= 2 and 'emb' not in n}",
+        "should hold names (str), not parameters",  # the parameters themselves, not their names
+    ),
+    (
+        "17.2",
+        "def decayed_names(model):\n"
+        "    return {f'{name}.weight' for name, m in model.named_modules() if isinstance(m, nn.Linear)}",
+        "these should not get weight decay: ['out_head.weight']",  # a tied head is listed as tok_emb.weight
+    ),
+    (
+        "17.2",
+        "with torch.device('meta'):\n"
+        "    _untied = GPTModel(GPTConfig.from_preset('124M', qkv_bias=True))\n"  # not the released, tied config
+        "n_decayed_124m = sum(p.numel() for n, p in _untied.named_parameters() if n in decayed_names(_untied))",
+        "off by +38,597,376",
     ),
     ("17.2", "n_decayed_124m = 124_439_808 - 50257 * 768", "off by +907,776"),  # position embedding, biases, norms
     ("17.2", "n_decayed_124m = 124_439_808 - 50257 * 768 - 1024 * 768", "off by +121,344"),  # biases and norms
@@ -267,6 +324,21 @@ WRONG = [
         "    return 16 * sum(rows(t) * (t.numel() // t.shape[0]) for t in model.state_dict().values() if t.dim())",
         "GPT-2 124M, 1 devices, ddp",  # the tied head counted twice (and the mask buffers)
     ),
+    (
+        "17.3",
+        "def bytes_per_device(model, n_devices, strategy):\n"
+        "    rows = lambda p: p.shape[0] if strategy == 'ddp' else p.shape[0] // n_devices\n"  # rounded down
+        "    return 16 * sum(rows(p) * (p.numel() // p.shape[0]) for p in model.parameters())",
+        "2 devices, fsdp",
+    ),
+    (
+        "17.3",
+        "def bytes_per_device(model, n_devices, strategy):\n"
+        "    n = lambda p: p.numel() if strategy == 'ddp' else math.ceil(p.numel() / n_devices)\n"  # flattened, as
+        "    return 16 * sum(n(p) for p in model.parameters())",  # FSDP1 did, not FSDP2's rows
+        "2 devices, fsdp",
+    ),
+    ("17.3", "fewest_devices_8gib = 3.0", "should be an int"),
     ("17.3", "fewest_devices_8gib = 2", "is not the fewest"),
     ("17.3", "fewest_devices_8gib = 4", "is not the fewest"),
     ("17.3", "fewest_devices_8gib = None", "part 2 is missing"),
@@ -303,6 +375,35 @@ WRONG = [
         "        total += loss.item()\n"
         "    return total",
         "micro-batches (1, 5)",
+    ),
+    (
+        "17.4",
+        "_right = accumulate\n"
+        "def accumulate(model, micro_batches):\n"
+        "    _right(model, micro_batches)\n"
+        "    n = sum(int((y != -100).sum()) for _, y in micro_batches)\n"
+        "    return sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction='sum').item()\n"
+        "               for x, y in micro_batches)",  # the gradients right, the loss a sum (not divided by n)
+        "the returned loss should be",
+    ),
+    (
+        "17.4",
+        "_right = accumulate\n"
+        "def accumulate(model, micro_batches):\n"
+        "    _right(model, micro_batches)\n"
+        "    means = [F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in micro_batches]\n"
+        "    return sum(means) / len(means)",  # the gradients right, the loss the mean of the micro-batch means
+        "the returned loss should be",
+    ),
+    (
+        "17.4",
+        "_right = accumulate\n"
+        "def accumulate(model, micro_batches):\n"
+        "    for batch in micro_batches:\n"
+        "        model.zero_grad()\n"  # the gradients cleared before each micro-batch: only the last one is left
+        "        loss = _right(model, [batch])\n"
+        "    return loss",
+        "is off by",
     ),
     (
         "17.4",

@@ -363,3 +363,13 @@ def test_bad_training_inputs_give_one_line(data_dir, tmp_path, capsys):
 
 def test_data_module_lists_its_names():
     assert set(data_module.__all__) >= {"prepare_data", "WindowSampler", "load_data_dir", "split_documents"}
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_mfu_counts_only_the_parameters_a_token_multiplies(tie):
+    from gpt_helpers import GPTConfig, GPTModel, count_parameters, matmul_parameters
+
+    cfg = GPTConfig(vocab_size=300, context_length=16, emb_dim=32, n_heads=2, n_layers=2, tie_weights=tie)
+    model = GPTModel(cfg)
+    tables = 16 * 32 + (0 if tie else 300 * 32)  # the position table always; the token table unless it is the head
+    assert matmul_parameters(model) == count_parameters(model) - tables

@@ -2,8 +2,9 @@
 
 Notebook 08's model and text, made smaller so that four training runs take seconds: the 112 distinct GPT-2 tokens
 of the poem renumbered 0..111, embeddings of 64, and in both blocks a mixture-of-experts feed-forward network
-(16 SwiGLU experts, one per token) in place of the dense one. Everything runs in float64 on one thread, so the
-routing decisions, and with them the printed loads, come out the same on every CPU.
+(16 SwiGLU experts, one per token) in place of the dense one. The model runs in float64 on one thread (only the
+DeepSeek-style router's logits are float32, as MoEFeedForward.route computes them), so that the routing decisions,
+and with them the printed loads, come out the same on every CPU (tools/check_cpu_variants.sh checks notebook 15).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .optim import accumulate_gradients, clip_gradients, lr_at, param_groups
 __all__ = [
     "PretrainSettings",
     "flops_per_token",
+    "matmul_parameters",
     "measure_peak_flops",
     "save_checkpoint",
     "load_checkpoint",
@@ -45,8 +46,16 @@ CHECKPOINT_POINTER = "checkpoint.json"  # names the last complete checkpoint fol
 
 
 def flops_per_token(cfg: GPTConfig, n_params: int) -> int:
-    """Training FLOPs per token: 6 per parameter (forward 2, backward 4) plus attention's 12 * L * C * T."""
+    """Training FLOPs per token: 6 per matrix parameter (forward 2, backward 4) plus attention's 12 * L * C * T."""
     return 6 * n_params + 12 * cfg.n_layers * cfg.emb_dim * cfg.context_length
+
+
+def matmul_parameters(model: GPTModel) -> int:
+    """Parameters a token multiplies: all but the position table, and the token table unless it is the head."""
+    n = count_parameters(model) - model.pos_emb.weight.numel()
+    if model.tok_emb.weight is not model.out_head.weight:  # untied: the token table is only looked up
+        n -= model.tok_emb.weight.numel()
+    return n
 
 
 def measure_peak_flops(device: torch.device, size: int = 1024, seconds: float = 0.3) -> float:
@@ -473,8 +482,7 @@ def pretrain(
         else:  # another number of processes: a fresh, deterministic stream per rank
             torch.manual_seed(settings.seed + 1000 * start_step + env.rank)
 
-    n_params = count_parameters(inner)
-    fpt = flops_per_token(cfg, n_params)
+    fpt = flops_per_token(cfg, matmul_parameters(inner))  # for MFU: the embedding tables are looked up, not multiplied
     if peak_flops is None:
         peak_flops = measure_peak_flops(env.device)
     peak_total = peak_flops * env.world_size

@@ -45,3 +45,19 @@ def test_the_quoted_model_size():
     assert count_parameters(model) == 21_100_800
     assert count_parameters(model) - matmul_parameters(model) == 9_673_920  # the two looked-up tables
     assert "21,100,800" in README and "9,673,920" in README
+
+
+def test_the_quoted_benchmark_runs():
+    results = ROOT / "benchmarks" / "results"
+    training = (results / "bench_training_2026-12-03.txt").read_text()
+    ours = re.findall(
+        r"ours \(pretrain\) / Hugging Face tokens/s: ([\d.]+)x \(median of rounds; ratio of medians ([\d.]+)x", training
+    )
+    taught = re.findall(r"ours \(as taught\) / Hugging Face tokens/s: ([\d.]+)x", training)
+    text = " ".join(README.split())
+    assert "1.09× / 1.05× / 1.05×，中位数之比 1.07× / 0.89× / 1.06×" in text
+    assert ours == [("1.09", "1.07"), ("1.05", "0.89"), ("1.05", "1.06")] and taught == ["0.91", "0.89", "0.99"]
+    moe = (results / "family_qwen3_moe_2026-12-03.txt").read_text()
+    assert re.findall(r"tokens/s \(median of rounds\):\s+([\d.]+)x", moe) == ["1.12", "1.18"]
+    assert re.findall(r"transformers time / ours:\s+([\d.]+)x", moe) == ["1.02", "1.02"]
+    assert "1.12x / 1.18x" in text and "1.12× / 1.18×" in text

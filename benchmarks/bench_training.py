@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -99,9 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:
         args.context = min(args.context, 32)
+    from roofline import cpu_model  # the model name from /proc/cpuinfo
+
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads"
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     hf, taught, fused = build_models(args.seed, args.tiny, args.context)
     gen = torch.Generator().manual_seed(args.seed)

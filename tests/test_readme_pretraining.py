@@ -61,3 +61,11 @@ def test_the_quoted_benchmark_runs():
     assert re.findall(r"tokens/s \(median of rounds\):\s+([\d.]+)x", moe) == ["1.12", "1.18"]
     assert re.findall(r"transformers time / ours:\s+([\d.]+)x", moe) == ["1.02", "1.02"]
     assert "1.12x / 1.18x" in text and "1.12× / 1.18×" in text
+
+
+def test_the_quoted_sample_is_stored():
+    sample = (RUN / "small_run_2026-12-03_sample.txt").read_text(encoding="utf-8")
+    assert sample.startswith("def read_config(path):\n") and '"""' in sample and "self." in sample
+    assert "small_run_2026-12-03_sample.txt" in README
+    greedy = EVALS[-1]["sample"]
+    assert greedy == "initialized = True\n\ndef main():\n" + " " * 31  # README: a newline and 31 spaces

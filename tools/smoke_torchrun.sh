@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of pretraining under torchrun: 2 CPU processes (gloo), DDP and FSDP2, a failing rank, resume.
 # prepare-data on a few standard-library files, 4 steps of a tiny model with each strategy, then an FSDP run
-# whose rank 1 fails at step 3 (the job must end, not hang) and is resumed from its step-2 checkpoint; the
-# per-step losses of all three runs must agree to 1e-4 (relative). Under 2 minutes on an idle 2-core machine.
+# whose rank 1 fails when it starts step 4 (GPT_HELPERS_FAIL_AT=1:3; the job must end, not hang) and is resumed
+# from its step-2 checkpoint; the per-step losses of all three runs must agree to 1e-4 (relative). Under 2 minutes on an idle 2-core machine.
 set -euo pipefail
 export OMP_NUM_THREADS=1
 PY=${PYTHON:-python}

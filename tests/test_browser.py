@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WINDOW = {"width": 1400, "height": 900}
-SETTLE_TIMEOUT_S = 45
+SETTLE_TIMEOUT_S = 90
 MAX_IMAGE_HEIGHT = 900  # a laptop screen; tests/test_diagrams.py checks diagrams against 880 at 880 px wide
 
 
@@ -341,7 +341,9 @@ def test_notebook_renders_in_jupyterlab(lab_page, notebook):
     state = _settle(page, panel_id)
     assert state[0] == len(cells), f"JupyterLab shows {state[0]} of {len(cells)} cells (windowing still on?)"
     result = page.evaluate(INSPECT_JS, panel_id)
-    if result["problems"] or result["boxes"]:
+    for _ in range(3):
+        if not (result["problems"] or result["boxes"]):
+            break
         # A busy machine can pause between rendering steps (MathJax loads on first use): look again.
         time.sleep(5)
         _settle(page, panel_id)

@@ -10,6 +10,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_training.py
 
 
 def test_training_benchmark_runs_on_a_tiny_model():
+    import transformers  # noqa: F401  (the script's reference; not a gpt_helpers dependency)
+
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--repeats", "1", "--batch-size", "2"],
         capture_output=True,

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from gpt_helpers import GPTConfig
 from gpt_helpers.training.data import prepare_data
@@ -70,6 +71,10 @@ def test_ddp_two_processes_match_one(setup):
 
 def test_fsdp_failing_rank_ends_the_job_then_resume_matches_one_process(setup):
     out = setup / "fsdp"
+    if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 6):  # the lowest torch allowed
+        refused = _torchrun(setup, out, "--strategy", "fsdp", timeout=180)
+        assert refused.returncode != 0 and "--strategy fsdp on CPU needs torch 2.6 or newer" in refused.stderr
+        return
     failed = _torchrun(setup, out, "--strategy", "fsdp", env_extra={"GPT_HELPERS_FAIL_AT": "1:3"}, timeout=180)
     assert failed.returncode != 0
     assert "error (rank 1 of 2): simulated failure (GPT_HELPERS_FAIL_AT=1:3)" in failed.stderr

@@ -280,7 +280,16 @@ def wrap_model(model: GPTModel, env: Distributed, strategy: str = "ddp") -> nn.M
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    from torch.distributed.fsdp import fully_shard
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    if env.device.type == "cpu" and version < (2, 6):  # torch 2.5's FSDP2 needs CUDA streams
+        raise ValueError(
+            f"--strategy fsdp on CPU needs torch 2.6 or newer (this is torch {torch.__version__}); "
+            "use --strategy ddp, or upgrade torch"
+        )
+    try:
+        from torch.distributed.fsdp import fully_shard  # public from torch 2.6
+    except ImportError:  # torch 2.5, the lowest version pyproject.toml allows: FSDP2 under its first name
+        from torch.distributed._composable.fsdp import fully_shard
 
     for block in model.trf_blocks:  # one shard group per block: gathered just before it runs, freed after
         fully_shard(block)
